@@ -1,0 +1,80 @@
+"""The Estimator protocol: ``prepare(task) -> Artefact`` once per task, ``score(target, sources)`` cheaply.
+
+Like scikit-learn estimators, every parameter is a constructor argument and ``get_params`` returns
+them; the parameters that change artefacts are hashed into ``artefact_id`` so artefacts made with
+other settings are never mixed up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import numpy as np
+
+from ..models import BaseModel
+from ..store import Artefact
+from ..tasks import Task
+
+
+class Estimator(ABC):
+    """One transferability estimation method. Higher score = more transferable source."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str] = ""
+    # parameters that do not change what `prepare` produces (left out of artefact_id)
+    score_only: ClassVar[tuple[str, ...]] = ()
+    # whether `taskrank pool build` prepares this estimator by default (cheap enough on CPU)
+    in_default_pool: ClassVar[bool] = True
+
+    def __init__(self, model: BaseModel | None = None):
+        self.model = model or BaseModel()
+
+    def get_params(self) -> dict:
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "model")]
+        return {p: getattr(self, p) for p in names}
+
+    @property
+    def artefact_id(self) -> str:
+        params = {k: v for k, v in self.get_params().items() if k not in self.score_only}
+        if not params:
+            return self.name
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return f"{self.name}-{digest}"
+
+    def artefact(self, task: Task, tensors: dict[str, np.ndarray], **extra) -> Artefact:
+        """An artefact for ``task`` whose config records what made it."""
+        config = {
+            "estimator": self.name,
+            "artefact_id": self.artefact_id,
+            "params": self.get_params(),
+            "base_model": self.model.model_id,
+            "task": task.name,
+            "fingerprint": task.fingerprint,
+            "task_type": task.spec.type,
+            **extra,
+        }
+        return Artefact(tensors, config)
+
+    @abstractmethod
+    def prepare(self, task: Task) -> Artefact:
+        """The expensive, cacheable per-task step (for a task used as a source)."""
+
+    def prepare_target(self, task: Task) -> Artefact:
+        """The per-task step for the target; the same as for a source unless a method differs."""
+        return self.prepare(task)
+
+    @abstractmethod
+    def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
+        """Scores (len(sources),), higher = better source for the target."""
+
+
+def cosine_rows(target: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Cosine similarity of one vector with each row of a matrix, in float64."""
+    t = np.asarray(target, dtype=np.float64).ravel()
+    s = np.asarray(sources, dtype=np.float64).reshape(len(sources), -1)
+    denom = np.linalg.norm(s, axis=1) * np.linalg.norm(t)
+    return (s @ t) / np.where(denom == 0, 1.0, denom)

@@ -1,0 +1,79 @@
+"""Source pools: task metadata (numbers and names only, no text) plus prepared artefacts.
+
+``<pool>/pool.json`` lists the tasks; ``<pool>/artefacts/`` is a :class:`Store`. The default pool
+ships inside the package so ranking works on a fresh machine with no data and no network.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .estimators import Estimator
+from .progress import track
+from .store import Artefact, ArtefactError, Store, atomic_write, url_to_fs
+from .tasks import Task
+
+DEFAULT_POOL = Path(__file__).parent / "pools" / "default"
+POOL_FILE = "pool.json"
+
+
+class PoolError(ValueError):
+    pass
+
+
+class Pool:
+    """A set of candidate source tasks and their artefacts."""
+
+    def __init__(self, root: str | Path):
+        self.root = str(root)
+        self.fs, self._path = url_to_fs(self.root)
+        self.store = Store(f"{self.root.rstrip('/')}/artefacts")
+        self._meta: dict | None = None
+
+    @classmethod
+    def open(cls, name: str | Path = "default") -> "Pool":
+        pool = cls(DEFAULT_POOL if str(name) == "default" else name)
+        if not pool.fs.exists(f"{pool._path}/{POOL_FILE}"):
+            raise PoolError(f"{name}: not a taskrank pool ({POOL_FILE} missing); build one with 'taskrank pool build'")
+        return pool
+
+    @property
+    def meta(self) -> dict:
+        if self._meta is None:
+            path = f"{self._path}/{POOL_FILE}"
+            self._meta = json.loads(self.fs.cat_file(path)) if self.fs.exists(path) else {"tasks": []}
+        return self._meta
+
+    @property
+    def tasks(self) -> list[dict]:
+        return self.meta["tasks"]
+
+    def artefacts(self, estimator: Estimator, tasks: list[dict] | None = None) -> list[Artefact]:
+        """The estimator's artefacts for the pool's tasks (all of them unless given)."""
+        out = []
+        for meta in tasks if tasks is not None else self.tasks:
+            artefact = self.store.load(estimator.artefact_id, estimator.model.model_id, meta["fingerprint"])
+            if artefact is None:
+                made_for = self.store.models(estimator.artefact_id)
+                why = (f"it has them for base model(s) {', '.join(made_for)} only" if made_for
+                       else "run 'taskrank pool build' with this method")
+                raise ArtefactError(f"pool {self.root}: no '{estimator.name}' artefact for task '{meta['name']}' "
+                                    f"with base model '{estimator.model.model_id}'; {why}")
+            out.append(artefact)
+        return out
+
+    def add(self, task: Task, estimators: list[Estimator]) -> None:
+        """Prepare what is missing for one task and record its metadata (resumable)."""
+        for estimator in estimators:
+            key = (estimator.artefact_id, estimator.model.model_id, task.fingerprint)
+            if not self.store.has(*key):
+                self.store.save(*key, estimator.prepare(task))
+        tasks = [t for t in self.tasks if t["name"] != task.name] + [task.metadata()]
+        self.meta["tasks"] = sorted(tasks, key=lambda t: t["name"])
+        self.fs.makedirs(self._path, exist_ok=True)
+        atomic_write(self.fs, f"{self._path}/{POOL_FILE}", json.dumps(self.meta, indent=1).encode())
+
+    def build(self, tasks: list[Task], estimators: list[Estimator]) -> None:
+        for task in track(tasks, description="pool build", total=len(tasks)):
+            self.add(task, estimators)

@@ -1,0 +1,159 @@
+"""Transfer experiments: the target-only baseline and every source -> target run of a grid.
+
+A source -> target run trains the base encoder on the source (once per source and seed, saved and
+reused for every target), then continues on the target with a fresh head and scores the target's
+validation sample with the target's metric. Runs are identified by a hash of everything that
+determines them, so a grid can be re-run, extended or resumed without repeating work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from ..models import BaseModel, set_threads
+from ..task_metrics import task_metric
+from ..tasks import Task, TaskError, load_task
+from ..tuning import TuningConfig, evaluate, fine_tune, load_encoder_state, save_encoder
+
+DATA_SEED = 0  # training/eval samples are fixed across seeds; seeds vary initialisation and order
+
+
+@dataclass(frozen=True)
+class TransferSetting:
+    """CPU-sized defaults: sources capped at 2,000 examples (2 epochs), targets at 1,000 (1 epoch),
+    128 tokens, targets scored on up to 500 validation examples. All overridable."""
+
+    model: str = "default"
+    method: str = "full"
+    source_examples: int = 2000
+    source_epochs: int = 2
+    source_lr: float = 1e-4
+    target_examples: int = 1000
+    target_epochs: int = 1
+    target_lr: float = 2e-4
+    eval_examples: int = 500
+    batch_size: int = 32
+    max_length: int = 128
+    bf16: bool = False
+
+    @property
+    def name(self) -> str:
+        """The `setting` column of results, e.g. 'all-MiniLM-L6-v2/full'."""
+        return f"{BaseModel(self.model).model_id.rsplit('/', 1)[-1]}/{self.method}"
+
+    def digest(self) -> str:
+        return _hash(asdict(self))
+
+    def tuning(self, seed: int, role: str) -> TuningConfig:
+        epochs, lr = (self.source_epochs, self.source_lr) if role == "source" else (self.target_epochs, self.target_lr)
+        return TuningConfig(method=self.method, epochs=epochs, lr=lr, batch_size=self.batch_size,
+                            max_length=self.max_length, seed=seed, bf16=self.bf16)
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task by path (workers reload it) and fingerprint (to notice if the data changed)."""
+
+    name: str
+    path: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, task: Task) -> "TaskRef":
+        return cls(task.name, task.origin, task.fingerprint)
+
+
+@dataclass(frozen=True)
+class Run:
+    target: TaskRef
+    source: TaskRef | None
+    seed: int
+    setting: TransferSetting
+
+    @property
+    def key(self) -> str:
+        return _hash({"setting": asdict(self.setting), "target": self.target.fingerprint,
+                      "source": self.source.fingerprint if self.source else "", "seed": self.seed})
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def plan(tasks: list[Task], seeds: list[int], setting: TransferSetting,
+         sources: list[str] | None = None, targets: list[str] | None = None) -> list[Run]:
+    """Every baseline and ordered (source, target) pair, seed-major so early results cover all pairs."""
+    by_name = {t.name: TaskRef.of(t) for t in tasks}
+    for name in (sources or []) + (targets or []):
+        if name not in by_name:
+            raise TaskError(f"task '{name}' is not among the loaded tasks ({', '.join(sorted(by_name))})")
+    source_refs = [by_name[n] for n in (sources or sorted(by_name))]
+    target_refs = [by_name[n] for n in (targets or sorted(by_name))]
+    runs = []
+    for seed in seeds:
+        for target in target_refs:
+            runs.append(Run(target, None, seed, setting))
+            runs += [Run(target, s, seed, setting) for s in source_refs if s.name != target.name]
+    return runs
+
+
+@lru_cache(maxsize=64)
+def _task(ref: TaskRef) -> Task:
+    task = load_task(ref.path, name=ref.name)
+    if task.fingerprint != ref.fingerprint:
+        raise TaskError(f"{ref.path}: data changed since the grid was planned (fingerprint {task.fingerprint} "
+                        f"!= {ref.fingerprint})")
+    return task
+
+
+def source_model_dir(workdir: str | Path, setting: TransferSetting, source: TaskRef, seed: int) -> Path:
+    return Path(workdir) / "sources" / f"{source.name}-{source.fingerprint}-s{seed}-{setting.digest()[:10]}"
+
+
+def train_source(workdir: str | Path, setting: TransferSetting, source: TaskRef, seed: int,
+                 threads: int | None = None) -> str:
+    """Train (or find) the intermediate model for (source, seed); returns its folder."""
+    directory = source_model_dir(workdir, setting, source, seed)
+    if (directory / "model.safetensors").exists():
+        return str(directory)
+    set_threads(threads)
+    task = _task(source)
+    base = BaseModel(setting.model, max_length=setting.max_length)
+    start = time.time()
+    result = fine_tune(base, task, setting.tuning(seed, "source"), train=task.sample(setting.source_examples, DATA_SEED))
+    save_encoder(result.model, directory, {
+        "source": source.name, "fingerprint": source.fingerprint, "seed": seed, "setting": asdict(setting),
+        "base_model": base.model_id, "num_labels": task.num_labels, "task_type": task.spec.type,
+        "labels": list(task.spec.labels), "train_loss": result.history[-1]["loss"],
+        "seconds": round(time.time() - start, 1)})
+    return str(directory)
+
+
+def execute_run(workdir: str | Path, run: Run, threads: int | None = None) -> dict:
+    """One baseline or transfer run; returns the journal row."""
+    set_threads(threads)
+    start = time.time()
+    target = _task(run.target)
+    setting = run.setting
+    state = None
+    if run.source is not None:
+        state = load_encoder_state(train_source(workdir, setting, run.source, run.seed, threads))
+    base = BaseModel(setting.model, max_length=setting.max_length)
+    config = setting.tuning(run.seed, "target")
+    eval_split = "validation" if "validation" in target.splits else "test"
+    eval_frame = target.sample(setting.eval_examples, DATA_SEED, split=eval_split)
+    result = fine_tune(base, target, config, train=target.sample(setting.target_examples, DATA_SEED),
+                       encoder_state=state)
+    value = evaluate(base, target, result.model, eval_frame, config)
+    return {
+        "key": run.key, "target": run.target.name, "source": run.source.name if run.source else "",
+        "seed": run.seed, "setting": setting.name, "metric": task_metric(target), "value": value,
+        "seconds": round(time.time() - start, 2),
+        "config": {"setting": asdict(setting), "target_fingerprint": run.target.fingerprint,
+                   "source_fingerprint": run.source.fingerprint if run.source else "", "seed": run.seed},
+    }

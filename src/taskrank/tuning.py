@@ -1,0 +1,269 @@
+"""One training loop for every way of tuning the base encoder on a task.
+
+Full fine-tuning, BitFit and the peft methods share this loop: a pooled encoder with a fresh
+linear head (classification or regression), AdamW with linear warm-up/decay, length-grouped
+batches (shuffled, then sorted by length inside groups of 50 batches so padding stays small),
+optional bf16 autocast on CPU. Seeded: the same seed, data and threads give the same weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .models import BaseModel, length_sorted_batches, pool, set_threads
+from .progress import track
+from .task_metrics import score_outputs, task_metric
+from .tasks import Task
+
+# Learning rates per method: full fine-tuning as usual for small BERTs; the PEFT ones are from
+# TuPaTE's grids (BitFit 4e-4, LoRA 5e-4, prefix 1e-2) and prompt tuning's usual large rate.
+DEFAULT_LR = {"full": 5e-5, "bitfit": 4e-4, "lora": 5e-4, "prefix": 1e-2, "prompt": 3e-2}
+METHODS = tuple(DEFAULT_LR)
+
+
+@dataclass
+class TuningConfig:
+    """Everything that determines a tuning run (hashed into run keys; keep it JSON-able)."""
+
+    method: str = "full"
+    epochs: int = 2
+    lr: float | None = None
+    batch_size: int = 32
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    seed: int = 0
+    bf16: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 8
+    prefix_length: int = 20
+    prompt_length: int = 100
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"tuning method must be one of {', '.join(METHODS)}, not '{self.method}'")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.method]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def build_task_model(encoder, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
+    """Encoder + pooling + dropout + linear head: the model every tuning method trains."""
+    torch = _torch()
+
+    class TaskModel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.dropout = torch.nn.Dropout(dropout)
+            self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
+            self.pooling = pooling
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            hidden = self.encoder(**kwargs).last_hidden_state
+            if hidden.shape[1] != attention_mask.shape[1]:  # prompt tokens were prepended by peft
+                extra = hidden.shape[1] - attention_mask.shape[1]
+                attention_mask = torch.cat([attention_mask.new_ones(len(attention_mask), extra), attention_mask], 1)
+            return self.head(self.dropout(pool(hidden, attention_mask, self.pooling)))
+
+    return TaskModel()
+
+
+@dataclass
+class TuningResult:
+    model: object  # the TaskModel
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, eval metric
+    step_losses: list[float] = field(default_factory=list)
+    checkpoints: dict[str, dict] = field(default_factory=dict)  # name -> trainable state (numpy)
+
+
+def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 50) -> list[np.ndarray]:
+    """Shuffle, sort by length inside groups of ``group`` batches, then shuffle the batches."""
+    idx = rng.permutation(len(lengths))
+    batches = []
+    span = batch_size * group
+    for start in range(0, len(idx), span):
+        chunk = idx[start:start + span]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def trainable_state(task_model) -> dict[str, np.ndarray]:
+    """The parameters that were trained (requires_grad), as float32 numpy arrays."""
+    return {n: p.detach().float().cpu().numpy().copy() for n, p in task_model.named_parameters() if p.requires_grad}
+
+
+def prepare_parameters(task_model, config: TuningConfig) -> None:
+    """Freeze what the method does not train. Full: everything trains; BitFit: biases + head."""
+    if config.method == "full":
+        return
+    if config.method == "bitfit":
+        for name, p in task_model.named_parameters():
+            p.requires_grad = name.startswith("head.") or name.endswith(".bias")
+        return
+    raise NotImplementedError(f"tuning method '{config.method}' is not available in this build")
+
+
+def fine_tune(
+    base: BaseModel,
+    task: Task,
+    config: TuningConfig,
+    train: pd.DataFrame | None = None,
+    eval_frame: pd.DataFrame | None = None,
+    encoder_state: dict | None = None,
+    on_epoch_end: Callable[[int, TuningResult], None] | None = None,
+    progress: str | None = None,
+) -> TuningResult:
+    """Tune the base encoder (optionally starting from ``encoder_state``) with a fresh head on ``train``.
+
+    ``eval_frame``, when given, is scored after every epoch with the task's metric.
+    """
+    torch = _torch()
+    set_threads()
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    train = task.split("train") if train is None else train
+    encoder = base.fresh_encoder()
+    if encoder_state is not None:
+        encoder.load_state_dict(encoder_state)
+    task_model = build_task_model(encoder, task.num_labels, base.pooling, config.dropout)
+    task_model = wrap_for_method(task_model, config)
+    prepare_parameters(task_model, config)
+
+    tokenizer = base.load()[0]
+    texts = task.texts(frame=train)
+    enc = _tokenize(tokenizer, texts, config.max_length)
+    labels = task.label_ids(frame=train)
+    y = torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long)
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+
+    params = [p for p in task_model.parameters() if p.requires_grad]
+    decay = [p for n, p in task_model.named_parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for n, p in task_model.named_parameters() if p.requires_grad and p.ndim <= 1]
+    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    warmup = int(config.warmup_ratio * total)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    loss_fn = torch.nn.MSELoss() if task.is_regression else torch.nn.CrossEntropyLoss()
+
+    result = TuningResult(task_model)
+    metric = task_metric(task)
+    steps = range(total)
+    bar = iter(track(steps, description=progress, total=total))
+    for epoch in range(1, config.epochs + 1):
+        task_model.train()
+        epoch_losses = []
+        for batch_idx in grouped_batches(lengths, config.batch_size, rng):
+            batch = _collate(tokenizer, enc, batch_idx)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                out = task_model(**batch)
+            out = out.float()
+            loss = loss_fn(out.squeeze(-1), y[batch_idx]) if task.is_regression else loss_fn(out, y[batch_idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimiser.step()
+            schedule.step()
+            optimiser.zero_grad(set_to_none=True)
+            epoch_losses.append(float(loss.detach()))
+            next(bar, None)
+        result.step_losses += epoch_losses
+        record = {"epoch": epoch, "loss": float(np.mean(epoch_losses))}
+        if eval_frame is not None:
+            record[metric] = evaluate(base, task, task_model, eval_frame, config)
+        result.history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, result)
+    for _ in bar:  # close the progress bar
+        pass
+    task_model.eval()
+    return result
+
+
+def wrap_for_method(task_model, config: TuningConfig):
+    """Hook for methods that wrap the encoder (peft); full and BitFit need no wrapping."""
+    return task_model
+
+
+def _tokenize(tokenizer, texts: list, max_length: int) -> dict:
+    if texts and isinstance(texts[0], tuple):
+        a, b = zip(*texts)
+        return tokenizer(list(a), list(b), truncation=True, max_length=max_length)
+    return tokenizer(list(texts), truncation=True, max_length=max_length)
+
+
+def _collate(tokenizer, enc: dict, idx) -> dict:
+    features = [{k: enc[k][i] for k in enc.keys()} for i in idx]
+    return dict(tokenizer.pad(features, return_tensors="pt"))
+
+
+def predict(base: BaseModel, task: Task, task_model, frame: pd.DataFrame, config: TuningConfig) -> np.ndarray:
+    """Raw outputs (logits, or regression predictions) for a frame, in its order."""
+    torch = _torch()
+    task_model.eval()
+    texts = task.texts(frame=frame)
+    outputs = np.zeros((len(texts), task.num_labels), dtype=np.float32)
+    model = BaseModel(base.name, base.pooling, config.max_length, batch_size=64)
+    for idx, batch in length_sorted_batches(model, texts, 64):
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            outputs[idx] = task_model(**batch).float().numpy()
+    return outputs
+
+
+def evaluate(base: BaseModel, task: Task, task_model, frame: pd.DataFrame, config: TuningConfig) -> float:
+    outputs = predict(base, task, task_model, frame, config)
+    return score_outputs(outputs, task.label_ids(frame=frame), task_metric(task))
+
+
+def encoder_state(task_model) -> dict:
+    """The encoder's weights (for continuing on another task with a fresh head)."""
+    return {k: v.detach().clone() for k, v in task_model.encoder.state_dict().items()}
+
+
+def save_encoder(task_model, directory: str | Path, config: dict) -> None:
+    """Save encoder weights as safetensors + JSON, via a temporary folder renamed into place."""
+    import json
+    import os
+    import shutil
+    import uuid
+
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in encoder_state(task_model).items()}, str(tmp / "model.safetensors"))
+    (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
+    if directory.exists():  # another worker finished the same model first: keep theirs
+        shutil.rmtree(tmp)
+        return
+    os.rename(tmp, directory)
+
+
+def load_encoder_state(directory: str | Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(directory) / "model.safetensors"))

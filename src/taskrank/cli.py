@@ -111,13 +111,15 @@ def methods(fmt: Format = typer.Option(Format.table, "--format", help="table or 
     """List the estimators usable with --method."""
     import pandas as pd
 
-    from .estimators import ESTIMATORS
+    from .estimators import COMPOSITES, ESTIMATORS, method_names
 
+    names = method_names()
     if fmt is Format.json:
-        typer.echo(json.dumps(sorted(ESTIMATORS)))
+        typer.echo(json.dumps(names))
         return
-    df = pd.DataFrame([{"method": n, "what": ESTIMATORS[n].summary} for n in sorted(ESTIMATORS)])
-    _emit(df, fmt)
+    summary = {**{n: c.summary for n, c in ESTIMATORS.items()}, **{f"{p}:{getattr(f, 'example', '...')}":
+               getattr(f, "summary", "") for p, f in COMPOSITES.items()}}
+    _emit(pd.DataFrame([{"method": n, "what": summary.get(n, "")} for n in names]), fmt)
 
 
 @pool_app.command("build")

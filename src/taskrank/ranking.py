@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .estimators import Estimator
+from .estimators.base import Composite
 from .pool import Pool
 from .store import Store
 from .tasks import Task
@@ -23,8 +24,10 @@ class Ranking:
 
 
 def order(sources: list[str], scores: np.ndarray) -> np.ndarray:
-    """Indices best first; ties broken by source name so every ranking is deterministic."""
-    return np.array(sorted(range(len(sources)), key=lambda i: (-scores[i], sources[i])), dtype=int)
+    """Indices best first; ties broken by source name so every ranking is deterministic; a NaN
+    score (a method undefined for that source) ranks last."""
+    keys = np.where(np.isnan(scores), np.inf, -np.asarray(scores, dtype=np.float64))
+    return np.array(sorted(range(len(sources)), key=lambda i: (keys[i], sources[i])), dtype=int)
 
 
 def target_artefact(estimator: Estimator, target: Task, cache: Store | None):
@@ -37,12 +40,23 @@ def target_artefact(estimator: Estimator, target: Task, cache: Store | None):
     return artefact
 
 
+def score_sources(target: Task, pool: Pool, estimator: Estimator, sources: list[dict],
+                  cache: Store | None = None) -> np.ndarray:
+    """One score per pool task in ``sources``; composites score their members first."""
+    if isinstance(estimator, Composite):
+        member_scores = [score_sources(target, pool, m, sources, cache) for m in estimator.members]
+        scores = estimator.combine(target.name, [t["name"] for t in sources], member_scores)
+    else:
+        artefacts = pool.artefacts(estimator, sources)
+        scores = estimator.score(target_artefact(estimator, target, cache), artefacts)
+    return np.asarray(scores, dtype=np.float64)
+
+
 def rank(target: Task, pool: Pool, estimator: Estimator, cache: Store | None = None) -> Ranking:
     """Score every pool task except the target itself (same fingerprint or name)."""
     keep = [t for t in pool.tasks if t["fingerprint"] != target.fingerprint and t["name"] != target.name]
     excluded = [t["name"] for t in pool.tasks if t not in keep]
-    sources = pool.artefacts(estimator, keep)
-    scores = np.asarray(estimator.score(target_artefact(estimator, target, cache), sources), dtype=np.float64)
+    scores = score_sources(target, pool, estimator, keep, cache)
     idx = order([t["name"] for t in keep], scores)
     table = pd.DataFrame({
         "rank": np.arange(1, len(idx) + 1),

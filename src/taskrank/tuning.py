@@ -4,6 +4,25 @@ Full fine-tuning, BitFit and the peft methods share this loop: a pooled encoder 
 linear head (classification or regression), AdamW with linear warm-up/decay, length-grouped
 batches (shuffled, then sorted by length inside groups of 50 batches so padding stays small),
 optional bf16 autocast on CPU. Seeded: the same seed, data and threads give the same weights.
+
+Methods (``TuningConfig.method``):
+
+- ``full``: every weight trains.
+- ``bitfit``: only bias terms (and the head) train.
+- ``lora``: peft LoRA on the attention query/value projections (r = 8, alpha = 8 by default).
+- ``prefix``: P-Tuning v2 deep prefix through peft's PrefixTuning (no reparametrisation): a
+  trainable (prefix_length x layers*2*hidden) matrix gives every layer ``prefix_length`` extra
+  keys and values. Checked against a hand-written attention with the same prefix under
+  transformers 5: identical outputs, with the input's position ids shifted by the prefix length
+  (peft passes the prefix as a key/value cache; the original P-Tuning v2 on BERT did the same).
+- ``prompt``: prompt tuning through peft's PromptTuning: ``prompt_length`` soft tokens prepended
+  to the input embeddings, initialised from the embeddings of random vocabulary tokens (seeded);
+  the pooled output includes the prompt positions.
+
+peft's prompt-learning models ignore token type ids (all segments read as type 0); the
+sentence-transformers default encoder was trained with type 0 only, so pairs lose little.
+``keep_checkpoints`` gives an ``on_epoch_end`` callback that keeps the "early" (after 2 epochs,
+TuPaTE's cheap variant), best-on-validation and last trainable states.
 """
 
 from __future__ import annotations
@@ -24,6 +43,7 @@ from .tasks import Task
 # TuPaTE's grids (BitFit 4e-4, LoRA 5e-4, prefix 1e-2) and prompt tuning's usual large rate.
 DEFAULT_LR = {"full": 5e-5, "bitfit": 4e-4, "lora": 5e-4, "prefix": 1e-2, "prompt": 3e-2}
 METHODS = tuple(DEFAULT_LR)
+PEFT_METHODS = ("lora", "prefix", "prompt")
 
 
 @dataclass
@@ -45,6 +65,7 @@ class TuningConfig:
     lora_alpha: int = 8
     prefix_length: int = 20
     prompt_length: int = 100
+    lora_targets: tuple[str, ...] = ("query", "value")
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -75,10 +96,11 @@ def build_task_model(encoder, num_labels: int, pooling: str = "mean", dropout: f
             self.dropout = torch.nn.Dropout(dropout)
             self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
             self.pooling = pooling
+            self.use_token_types = True  # peft's prompt-learning models take none
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
+            if token_type_ids is not None and self.use_token_types:
                 kwargs["token_type_ids"] = token_type_ids
             hidden = self.encoder(**kwargs).last_hidden_state
             if hidden.shape[1] != attention_mask.shape[1]:  # prompt tokens were prepended by peft
@@ -95,6 +117,7 @@ class TuningResult:
     history: list[dict] = field(default_factory=list)  # per epoch: loss, eval metric
     step_losses: list[float] = field(default_factory=list)
     checkpoints: dict[str, dict] = field(default_factory=dict)  # name -> trainable state (numpy)
+    checkpoint_info: dict[str, dict] = field(default_factory=dict)  # name -> {"epoch", "value"}
 
 
 def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 50) -> list[np.ndarray]:
@@ -115,14 +138,45 @@ def trainable_state(task_model) -> dict[str, np.ndarray]:
 
 
 def prepare_parameters(task_model, config: TuningConfig) -> None:
-    """Freeze what the method does not train. Full: everything trains; BitFit: biases + head."""
+    """Freeze what the method does not train. Full: everything trains; BitFit: biases + head;
+    the peft methods: their adapter (LoRA matrices, prefix, soft prompt) + head."""
     if config.method == "full":
         return
     if config.method == "bitfit":
         for name, p in task_model.named_parameters():
             p.requires_grad = name.startswith("head.") or name.endswith(".bias")
         return
+    if config.method in PEFT_METHODS:
+        markers = {"lora": ("lora_A.", "lora_B."), "prefix": ("prompt_encoder.",), "prompt": ("prompt_encoder.",)}
+        for name, p in task_model.named_parameters():
+            p.requires_grad = name.startswith("head.") or any(m in name for m in markers[config.method])
+        return
     raise NotImplementedError(f"tuning method '{config.method}' is not available in this build")
+
+
+def keep_checkpoints(early_epoch: int = 2, metric: str | None = None,
+                     then: Callable[[int, "TuningResult"], None] | None = None):
+    """An ``on_epoch_end`` callback that keeps trainable states in ``result.checkpoints``:
+    ``early`` after ``early_epoch`` epochs (or the last epoch if training is shorter), ``best``
+    for the highest ``metric`` in the epoch history (needs ``eval_frame``; ties keep the earlier
+    epoch; without a metric, the last epoch) and ``last``. ``then`` is called afterwards."""
+
+    def callback(epoch: int, result: "TuningResult") -> None:
+        state = trainable_state(result.model)
+        value = result.history[-1].get(metric) if metric else None
+        if epoch <= early_epoch:
+            result.checkpoints["early"] = state
+            result.checkpoint_info["early"] = {"epoch": epoch, "value": value}
+        best = result.checkpoint_info.get("best")
+        if value is None or best is None or best["value"] is None or value > best["value"]:
+            result.checkpoints["best"] = state
+            result.checkpoint_info["best"] = {"epoch": epoch, "value": value}
+        result.checkpoints["last"] = state
+        result.checkpoint_info["last"] = {"epoch": epoch, "value": value}
+        if then is not None:
+            then(epoch, result)
+
+    return callback
 
 
 def fine_tune(
@@ -203,8 +257,35 @@ def fine_tune(
     return result
 
 
+def peft_config(config: TuningConfig):
+    """The peft config of a LoRA, prefix or prompt-tuning run."""
+    from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType
+
+    if config.method == "lora":
+        return LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=config.lora_alpha,
+                          target_modules=list(config.lora_targets), lora_dropout=config.dropout, bias="none")
+    if config.method == "prefix":
+        return PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=config.prefix_length,
+                                  prefix_projection=False)
+    if config.method == "prompt":
+        return PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=config.prompt_length,
+                                  prompt_tuning_init=PromptTuningInit.SAMPLE_VOCAB)
+    raise ValueError(f"'{config.method}' is not a peft method")
+
+
 def wrap_for_method(task_model, config: TuningConfig):
-    """Hook for methods that wrap the encoder (peft); full and BitFit need no wrapping."""
+    """Wrap the encoder with peft for LoRA / prefix / prompt tuning; full and BitFit need no wrapping.
+    Adapter initialisation draws from torch's global generator, seeded by ``fine_tune``."""
+    if config.method not in PEFT_METHODS:
+        return task_model
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        task_model.encoder = get_peft_model(task_model.encoder, peft_config(config))
+    task_model.use_token_types = config.method == "lora"
     return task_model
 
 
@@ -239,12 +320,23 @@ def evaluate(base: BaseModel, task: Task, task_model, frame: pd.DataFrame, confi
 
 
 def encoder_state(task_model) -> dict:
-    """The encoder's weights (for continuing on another task with a fresh head)."""
-    return {k: v.detach().clone() for k, v in task_model.encoder.state_dict().items()}
+    """The encoder's weights (for continuing on another task with a fresh head), keyed like a plain
+    encoder's. LoRA is merged into the weights; a prefix or soft prompt is not part of the encoder,
+    so for those methods this is the (unchanged) base encoder."""
+    encoder = task_model.encoder
+    if hasattr(encoder, "peft_config"):
+        import copy
+
+        if getattr(encoder, "active_peft_config", None) is not None and not encoder.active_peft_config.is_prompt_learning:
+            encoder = copy.deepcopy(encoder).merge_and_unload()
+        else:
+            encoder = encoder.get_base_model()
+    return {k: v.detach().clone() for k, v in encoder.state_dict().items()}
 
 
 def save_encoder(task_model, directory: str | Path, config: dict) -> None:
-    """Save encoder weights as safetensors + JSON, via a temporary folder renamed into place."""
+    """Save encoder weights (model.safetensors), the head (head.safetensors) and a JSON config,
+    via a temporary folder renamed into place so a reader never sees half a model."""
     import json
     import os
     import shutil
@@ -256,6 +348,7 @@ def save_encoder(task_model, directory: str | Path, config: dict) -> None:
     tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in encoder_state(task_model).items()}, str(tmp / "model.safetensors"))
+    save_file({k: v.detach().contiguous() for k, v in task_model.head.state_dict().items()}, str(tmp / "head.safetensors"))
     (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
     if directory.exists():  # another worker finished the same model first: keep theirs
         shutil.rmtree(tmp)
@@ -263,7 +356,8 @@ def save_encoder(task_model, directory: str | Path, config: dict) -> None:
     os.rename(tmp, directory)
 
 
-def load_encoder_state(directory: str | Path) -> dict:
+def load_encoder_state(directory: str | Path, part: str = "model") -> dict:
+    """The encoder's (part='model') or the head's (part='head') saved weights."""
     from safetensors.torch import load_file
 
-    return load_file(str(Path(directory) / "model.safetensors"))
+    return load_file(str(Path(directory) / f"{part}.safetensors"))

@@ -1,24 +1,54 @@
-"""Estimators by name. Each family lives in its own module; all follow :class:`Estimator`."""
+"""Estimators by name. Each family lives in its own module; all follow :class:`Estimator`.
+
+Plain names map to classes (``ESTIMATORS``); composite names ``prefix:argument`` (for example
+``taskshop:roe``) map to factories in ``COMPOSITES`` that build an estimator from the argument.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..models import BaseModel
-from .base import Estimator
+from .base import Composite, Estimator
 from .baselines import RandomEstimator, SizeEstimator
+from .esm import EsmLogme
+from .source_models import LeepEstimator, LogmeEstimator, NceEstimator
 from .text import SEmb, TextEmb
 
-ESTIMATORS: dict[str, type[Estimator]] = {cls.name: cls for cls in (RandomEstimator, SizeEstimator, TextEmb, SEmb)}
+ESTIMATORS: dict[str, type[Estimator]] = {cls.name: cls for cls in (
+    RandomEstimator, SizeEstimator, TextEmb, SEmb,
+    EsmLogme, LogmeEstimator, LeepEstimator, NceEstimator,
+)}
+# prefix -> factory(argument, model) for names like "taskshop:roe"
+COMPOSITES: dict[str, Callable[[str, BaseModel | None], Estimator]] = {}
 
 
 class UnknownEstimator(ValueError):
     pass
 
 
+def method_names() -> list[str]:
+    """Every name usable with --method (composites shown with their default argument)."""
+    return sorted(ESTIMATORS) + sorted(f"{prefix}:{getattr(f, 'example', '...')}" for prefix, f in COMPOSITES.items())
+
+
 def get_estimator(name: str, model: BaseModel | None = None, **params) -> Estimator:
     """An estimator by its name (see ``taskrank methods``)."""
+    prefix, _, argument = name.partition(":")
+    if argument and prefix in COMPOSITES:
+        return COMPOSITES[prefix](argument, model, **params)
     if name not in ESTIMATORS:
-        raise UnknownEstimator(f"unknown method '{name}' (available: {', '.join(sorted(ESTIMATORS))})")
+        raise UnknownEstimator(f"unknown method '{name}' (available: {', '.join(method_names())})")
     return ESTIMATORS[name](model=model, **params)
 
 
-__all__ = ["ESTIMATORS", "Estimator", "get_estimator", "UnknownEstimator"]
+__all__ = ["COMPOSITES", "ESTIMATORS", "Composite", "Estimator", "UnknownEstimator", "get_estimator", "method_names"]
+
+
+# --- RoE, TaskShop and ensembles (registered here, after get_estimator, which their factories use)
+from .ensemble import ensemble_factory, meanrank_factory  # noqa: E402
+from .roe import RoE  # noqa: E402
+from .taskshop import taskshop_factory  # noqa: E402
+
+ESTIMATORS[RoE.name] = RoE
+COMPOSITES.update({"taskshop": taskshop_factory, "ensemble": ensemble_factory, "meanrank": meanrank_factory})

@@ -25,6 +25,8 @@ class Estimator(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str] = ""
+    # estimators that differ only in how they score share artefacts under one family name
+    family: ClassVar[str | None] = None
     # parameters that do not change what `prepare` produces (left out of artefact_id)
     score_only: ClassVar[tuple[str, ...]] = ()
     # whether `taskrank pool build` prepares this estimator by default (cheap enough on CPU)
@@ -40,10 +42,11 @@ class Estimator(ABC):
     @property
     def artefact_id(self) -> str:
         params = {k: v for k, v in self.get_params().items() if k not in self.score_only}
+        stem = self.family or self.name
         if not params:
-            return self.name
+            return stem
         digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        return f"{self.name}-{digest}"
+        return f"{stem}-{digest}"
 
     def artefact(self, task: Task, tensors: dict[str, np.ndarray], **extra) -> Artefact:
         """An artefact for ``task`` whose config records what made it."""
@@ -70,6 +73,24 @@ class Estimator(ABC):
     @abstractmethod
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
         """Scores (len(sources),), higher = better source for the target."""
+
+
+class Composite(Estimator):
+    """An estimator built on other estimators' scores (ensembles, TaskShop): it has no artefacts of
+    its own; ranking scores every member on the pool and hands the scores to ``combine``."""
+
+    in_default_pool = False
+    members: list[Estimator]
+
+    def prepare(self, task: Task) -> Artefact:
+        raise TypeError(f"{self.name} combines other estimators; prepare its members instead")
+
+    def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
+        raise TypeError(f"{self.name} combines other estimators; rank with it through taskrank.ranking")
+
+    @abstractmethod
+    def combine(self, target: str, sources: list[str], member_scores: list[np.ndarray]) -> np.ndarray:
+        """Scores for ``sources`` (pool task names) from each member's scores of the same sources."""
 
 
 def cosine_rows(target: np.ndarray, sources: np.ndarray) -> np.ndarray:

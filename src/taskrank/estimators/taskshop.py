@@ -7,14 +7,34 @@ estimator. The point is to score a target that has *no* transfer results: only t
 transfers to other tasks (the pivots) are needed. Reference: TaskWeb ``taskshop/
 taskshop_predict.py`` (``predict_transfer_roe`` / ``predict_transfer_llm``, ``process_scores``).
 Its extra rescaling 5·score − 0.6 changes no ranking and is left out.
+
+:func:`taskshop` is the pure function over tables. :class:`TaskShop` wraps it as an estimator
+(``taskshop:<direct method>``, e.g. ``taskshop:roe``): it scores the pool with the direct method
+and takes TW from a transfer table ``target,source,score`` — by default the one shipped with the
+package (``pools/default/transfer.csv``, written from taskrank's 17-task grid by
+:func:`write_transfer`). Parameters ride in the name after commas:
+``taskshop:roe,lam=0.5,normalise=zscore,fallback=zero,transfer=/path/matrix.csv``.
 """
 
 from __future__ import annotations
 
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["taskshop", "NORMALISE", "FALLBACK"]
+from ..models import BaseModel
+from ..store import ArtefactError
+from .base import Composite
+
+__all__ = ["taskshop", "NORMALISE", "FALLBACK", "DEFAULT_TRANSFER", "TaskShop", "read_transfer",
+           "write_transfer", "taskshop_factory"]
+
+# The transfer table TaskShop uses unless told otherwise: shipped inside the package with the
+# default pool (``taskrank pool transfer`` rewrites it from a grid's matrix.csv).
+DEFAULT_TRANSFER = Path(__file__).resolve().parents[1] / "pools" / "default" / "transfer.csv"
 
 NORMALISE = ("none", "zscore", "minmax", "taskweb-llm")
 FALLBACK = ("mean", "zero", "nan")
@@ -141,3 +161,169 @@ def taskshop(
     out["_neg"] = -out["score"]
     out = out.sort_values(["target", "_neg", "source"], na_position="last").drop(columns="_neg")
     return out.reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- transfer tables
+
+
+def _transfer_frame(df: pd.DataFrame, where: str, setting: str | None = None, by: str = "score") -> pd.DataFrame:
+    """(target, source, score) from a transfer table or a pair table (matrix.csv); one setting."""
+    missing = [c for c in ("target", "source", by) if c not in df.columns]
+    if missing:
+        raise ArtefactError(f"{where}: transfer table lacks columns {missing}; needs target, source, {by} "
+                            "(a 'taskrank transfer export --matrix' file or target,source,score)")
+    if "setting" in df.columns:
+        settings = sorted(df["setting"].dropna().unique().tolist())
+        if setting is not None:
+            if setting not in settings:
+                raise ArtefactError(f"{where}: no setting {setting!r} (has {settings})")
+            df = df[df["setting"] == setting]
+        elif len(settings) > 1:
+            raise ArtefactError(f"{where}: holds several settings {settings}; pick one")
+    out = pd.DataFrame({"target": df["target"].astype(str), "source": df["source"].astype(str),
+                        "score": pd.to_numeric(df[by], errors="coerce")})
+    bad = df[by].notna() & out["score"].isna()
+    if bad.any():
+        raise ArtefactError(f"{where}: non-numeric {by} {df.loc[bad, by].iloc[0]!r}")
+    out = out[(out["source"] != "") & (out["target"] != out["source"])].dropna(subset=["score"])
+    dup = out.duplicated(["target", "source"], keep=False)
+    if dup.any():
+        raise ArtefactError(f"{where}: repeated (target, source) pairs "
+                            f"{out.loc[dup, ['target', 'source']].drop_duplicates().values.tolist()[:5]}")
+    return out.sort_values(["target", "source"]).reset_index(drop=True)
+
+
+def read_transfer(path: str | Path | None = None, setting: str | None = None) -> pd.DataFrame:
+    """A transfer table (target, source, score) from a CSV; None = the one shipped with taskrank."""
+    path = Path(path) if path is not None else DEFAULT_TRANSFER
+    return _read_transfer_cached(str(path.expanduser().resolve()), setting)
+
+
+@lru_cache(maxsize=8)
+def _read_transfer_cached(path: str, setting: str | None) -> pd.DataFrame:
+    p = Path(path)
+    if not p.is_file():
+        hint = (" (it ships with the default pool; write it with 'taskrank pool transfer --matrix matrix.csv')"
+                if p == DEFAULT_TRANSFER else "")
+        raise ArtefactError(f"transfer table {p}: no such file{hint}")
+    try:
+        df = pd.read_csv(p, keep_default_na=False, na_values={"score": [""], "PC": [""], "PM": [""]})
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ArtefactError(f"transfer table {p}: cannot be read as CSV ({e})") from None
+    return _transfer_frame(df, str(p), setting)
+
+
+def write_transfer(matrix, out: str | Path = DEFAULT_TRANSFER, setting: str | None = None,
+                   by: str = "score") -> Path:
+    """Write TaskShop's transfer table (target, source, score) from a pair table.
+
+    ``matrix``: a pair table (DataFrame) or the path of one (``benchmarks/transfer17/matrix.csv``,
+    written by ``taskrank transfer export --matrix``). Pairs whose ``by`` value is NaN (no
+    baseline yet, or a grid still running) are left out, so a partial grid gives a partial table;
+    an empty grid gives a header-only file (TaskShop then reduces to its direct method).
+    """
+    if isinstance(matrix, (str, Path)):
+        if not Path(matrix).is_file():
+            raise ArtefactError(f"{matrix}: no such transfer matrix")
+        where = str(matrix)
+        matrix = pd.read_csv(matrix, keep_default_na=False, na_values={by: [""], "PC": [""], "PM": [""]})
+    else:
+        where = "transfer matrix"
+    table = _transfer_frame(matrix, where, setting, by)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    table.to_csv(tmp, index=False, float_format="%.10g")
+    tmp.replace(out)
+    _read_transfer_cached.cache_clear()
+    return out
+
+
+# ----------------------------------------------------------------------------- the estimator
+
+_PARAMS = {"lam": float, "normalise": str, "fallback": str, "transfer": str}
+
+
+class TaskShop(Composite):
+    """TaskShop on top of a direct estimator, with TW from a transfer table.
+
+    Scores every source the ranking hands it; the pivots are those of the same sources that the
+    transfer table knows (sim(t, p) comes from the direct method's scores of the pool), so a
+    target absent from the transfer table — TaskShop's purpose — is scored like any other, and a
+    target that is in it never uses its own transfers (p ≠ t).
+    """
+
+    summary = "TaskShop: transitive estimate through pivot tasks of a transfer matrix on top of a direct method (TaskWeb)"
+
+    def __init__(self, model: BaseModel | None = None, direct: str = "roe", transfer: str | None = None,
+                 lam: float = 0.7, normalise: str = "none", fallback: str = "mean"):
+        from . import get_estimator
+
+        super().__init__(model)
+        if normalise not in NORMALISE:
+            raise ValueError(f"taskshop: normalise must be one of {NORMALISE}, got {normalise!r}")
+        if fallback not in FALLBACK:
+            raise ValueError(f"taskshop: fallback must be one of {FALLBACK}, got {fallback!r}")
+        if not 0.0 <= float(lam) <= 1.0:
+            raise ValueError(f"taskshop: lam must be in [0, 1], got {lam}")
+        self.direct, self.transfer, self.lam = direct, transfer, float(lam)
+        self.normalise, self.fallback = normalise, fallback
+        self.members = [get_estimator(direct, model=self.model)]
+        extra = [f"{k}={v}" for k, v, d in (("lam", self.lam, 0.7), ("normalise", normalise, "none"),
+                                              ("fallback", fallback, "mean"), ("transfer", transfer, None))
+                 if v != d]
+        self.name = ",".join([f"taskshop:{direct}", *extra])
+        self._warned = False
+
+    def transfer_table(self) -> pd.DataFrame:
+        return read_transfer(self.transfer)
+
+    def combine(self, target: str, sources: list[str], member_scores: list[np.ndarray]) -> np.ndarray:
+        direct = pd.DataFrame({"target": target, "source": list(sources),
+                               "score": np.asarray(member_scores[0], dtype=np.float64)})
+        tw = self.transfer_table()
+        known = set(tw["target"]) & set(sources)
+        if not known and not self._warned:
+            where = self.transfer or DEFAULT_TRANSFER
+            warnings.warn(f"{self.name}: the transfer table {where} has no pivot among the {len(sources)} "
+                          f"sources, so the ranking is that of '{self.direct}' alone", stacklevel=2)
+            self._warned = True
+        out = taskshop(direct, tw, lam=self.lam, normalise=self.normalise, fallback=self.fallback)
+        return out.set_index("source")["score"].reindex(list(sources)).to_numpy(dtype=np.float64)
+
+
+def _parse(argument: str) -> tuple[str, dict]:
+    """'roe,lam=0.5,transfer=x.csv' -> ('roe', {'lam': 0.5, 'transfer': 'x.csv'})."""
+    from . import UnknownEstimator
+
+    head, *rest = argument.split(",")
+    params = {}
+    for piece in rest:
+        key, eq, value = piece.partition("=")
+        if not eq or key.strip() not in _PARAMS:
+            raise UnknownEstimator(f"taskshop: cannot read parameter {piece!r} in 'taskshop:{argument}'; "
+                                   f"use key=value with keys {', '.join(_PARAMS)}")
+        try:
+            params[key.strip()] = _PARAMS[key.strip()](value.strip())
+        except ValueError:
+            raise UnknownEstimator(f"taskshop: {key.strip()}={value.strip()!r} is not a number") from None
+    if not head:
+        raise UnknownEstimator("taskshop: name a direct method, e.g. taskshop:roe")
+    return head, params
+
+
+def taskshop_factory(argument: str, model: BaseModel | None = None, **params) -> TaskShop:
+    """``taskshop:<direct>[,lam=..][,normalise=..][,fallback=..][,transfer=PATH]``."""
+    from . import UnknownEstimator
+
+    direct, parsed = _parse(argument)
+    try:
+        return TaskShop(model, direct=direct, **{**parsed, **params})
+    except ValueError as e:
+        if isinstance(e, UnknownEstimator):
+            raise
+        raise UnknownEstimator(str(e)) from None
+
+
+taskshop_factory.example = "roe"
+taskshop_factory.summary = TaskShop.summary + "; params: ,lam=0.7 ,normalise=none|zscore|minmax ,transfer=CSV"

@@ -34,6 +34,10 @@ def dataset_means(model: BaseModel, texts: list, progress: str | None = None) ->
     return (token_sum / max(n_tokens, 1)).numpy(), (sentence_sum / len(texts)).numpy()
 
 
+# one forward pass serves both estimators when a pool prepares them one after the other
+_last_means: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
 class _MeanEmbedding(Estimator):
     vector: str  # which of the two means this estimator keeps
 
@@ -44,7 +48,12 @@ class _MeanEmbedding(Estimator):
 
     def prepare(self, task: Task) -> Artefact:
         texts = task.texts(frame=task.sample(self.n_examples, self.seed))
-        token_mean, sentence_mean = dataset_means(self.model, texts, progress=f"{self.name}: {task.name}")
+        key = (self.model.model_id, self.model.pooling, self.model.max_length, task.fingerprint, self.n_examples,
+               self.seed)
+        if key not in _last_means:
+            _last_means.clear()
+            _last_means[key] = dataset_means(self.model, texts, progress=f"{self.name}: {task.name}")
+        token_mean, sentence_mean = _last_means[key]
         vec = token_mean if self.vector == "token_mean" else sentence_mean
         return self.artefact(task, {"embedding": vec.astype(np.float32)}, n_examples=len(texts))
 

@@ -46,8 +46,10 @@ class TransferSetting:
         """The `setting` column of results, e.g. 'all-MiniLM-L6-v2/full'."""
         return f"{BaseModel(self.model).model_id.rsplit('/', 1)[-1]}/{self.method}"
 
-    def digest(self) -> str:
-        return _hash(asdict(self))
+    def source_digest(self) -> str:
+        """What determines an intermediate source model (not the target-side settings)."""
+        fields = ("model", "method", "source_examples", "source_epochs", "source_lr", "batch_size", "max_length", "bf16")
+        return _hash({f: getattr(self, f) for f in fields})
 
     def tuning(self, seed: int, role: str) -> TuningConfig:
         epochs, lr = (self.source_epochs, self.source_lr) if role == "source" else (self.target_epochs, self.target_lr)
@@ -112,7 +114,7 @@ def _task(ref: TaskRef) -> Task:
 
 
 def source_model_dir(workdir: str | Path, setting: TransferSetting, source: TaskRef, seed: int) -> Path:
-    return Path(workdir) / "sources" / f"{source.name}-{source.fingerprint}-s{seed}-{setting.digest()[:10]}"
+    return Path(workdir) / "sources" / f"{source.name}-{source.fingerprint}-s{seed}-{setting.source_digest()[:10]}"
 
 
 def train_source(workdir: str | Path, setting: TransferSetting, source: TaskRef, seed: int,

@@ -1,0 +1,101 @@
+"""Estimators that run every fine-tuned source model on the target: LogME, LEEP, NCE.
+
+They are the expensive references ESM-LogME is compared against: each source's fine-tuned model
+(shared with the transfer benchmark, trained once) embeds or classifies the target sample. The
+source artefact only points at that model; the target artefact holds the sample's token ids and
+labels (numbers, no text), so scoring needs no access to the target's files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..models import pool
+from ..store import Artefact, ArtefactError
+from ..tasks import Task
+from ..transfer.runner import TaskRef, train_source
+from ..tuning import load_encoder_state
+from .base import Estimator
+from .esm import EsmLogme, default_finetuned_dir, tuned_encoder
+from .logme import leep, logme, nce
+
+
+class _SourceModelEstimator(EsmLogme):
+    """Shares the fine-tuning recipe (and so the cached source models) with ESM-LogME."""
+
+    family = "source-models"
+    in_default_pool = False
+    score_only = ("target_examples", "finetuned_dir", "storage_dtype", "esm_epochs", "esm_lr", "esm_batch_size")
+
+    def prepare(self, task: Task) -> Artefact:
+        directory = train_source(self.finetuned_dir or default_finetuned_dir(), self.setting(), TaskRef.of(task),
+                                 self.seed)
+        return self.artefact(task, {}, model_dir=str(directory), num_labels=task.num_labels)
+
+    def prepare_target(self, task: Task) -> Artefact:
+        frame = task.sample(self.target_examples, self.seed)
+        batch = self.model.tokenize(task.texts(frame=frame), max_length=self.max_length)
+        tensors = {k: v.numpy() for k, v in batch.items()}
+        return self.artefact(task, {**tensors, "labels": task.label_ids(frame=frame)}, role="target")
+
+    def _outputs(self, target: Artefact, source: Artefact):
+        """(pooled features, head logits) of the source's fine-tuned model on the target sample."""
+        import torch
+
+        directory = source.config.get("model_dir", "")
+        if not (Path(directory) / "model.safetensors").exists():
+            raise ArtefactError(f"fine-tuned model of source '{source.task}' not found at {directory}; "
+                                f"prepare the pool again with this method")
+        encoder = tuned_encoder(self.model, directory)
+        head = torch.nn.Linear(encoder.config.hidden_size, int(source.config["num_labels"]))
+        head.load_state_dict(load_encoder_state(directory, part="head"))
+        inputs = {k: torch.as_tensor(v) for k, v in target.tensors.items() if k != "labels"}
+        features = []
+        with torch.inference_mode():
+            for start in range(0, len(inputs["input_ids"]), 64):
+                batch = {k: v[start:start + 64] for k, v in inputs.items()}
+                hidden = encoder(**batch).last_hidden_state
+                features.append(pool(hidden, batch["attention_mask"], self.model.pooling))
+            features = torch.cat(features)
+            logits = head(features)
+        return features.double().numpy(), logits.double().numpy()
+
+    def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
+        return np.array([self._score_one(target, s) for s in sources])
+
+
+class LogmeEstimator(_SourceModelEstimator):
+    name = "logme"
+    summary = "LogME of the target on each fine-tuned source model's features (expensive reference)"
+
+    def _score_one(self, target: Artefact, source: Artefact) -> float:
+        features, _ = self._outputs(target, source)
+        return logme(features, target.tensors["labels"], regression=target.config.get("task_type") == "regression")
+
+
+class LeepEstimator(_SourceModelEstimator):
+    name = "leep"
+    summary = "LEEP from each fine-tuned source classifier's predictions on the target (classification)"
+
+    def _score_one(self, target: Artefact, source: Artefact) -> float:
+        if target.config.get("task_type") == "regression" or source.config.get("task_type") == "regression":
+            return float("nan")  # LEEP is defined for classifiers on classification targets only
+        _, logits = self._outputs(target, source)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        return leep(probs / probs.sum(1, keepdims=True), target.tensors["labels"])
+
+
+class NceEstimator(_SourceModelEstimator):
+    name = "nce"
+    summary = "NCE from each fine-tuned source classifier's predicted labels on the target (classification)"
+
+    def _score_one(self, target: Artefact, source: Artefact) -> float:
+        if target.config.get("task_type") == "regression" or source.config.get("task_type") == "regression":
+            return float("nan")
+        _, logits = self._outputs(target, source)
+        return nce(logits.argmax(1), target.tensors["labels"])
+
+
+__all__ = ["LogmeEstimator", "LeepEstimator", "NceEstimator"]

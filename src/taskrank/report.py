@@ -1,0 +1,275 @@
+"""Reports: one self-contained HTML file (figures embedded as base64 PNG) and a Markdown file
+(figures as PNG files beside it) from a transfer matrix and an evaluation.
+
+Contents: the method-comparison table (every metric, mean over targets with the bootstrap
+interval over targets and, where known, the interval over training seeds), a bar chart of the
+headline metrics, the transfer-matrix heatmap, and per target a ranking plot — for each method
+the sources in its predicted order with their *true* gold values as bars (a perfect method's bars
+descend; the gold order is the first panel), the per-seed gold values as dots where per-seed
+runs are known — plus the per-target metric table.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import RANDOM, Gold, is_scaled
+from .transfer.matrix import pair_table, plot_heatmap
+
+__all__ = ["write_report", "HEADLINE"]
+
+HEADLINE = ("ndcg_taskweb", "regret_mean@5")
+
+
+def _fig(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "x"
+
+
+def _fmt(v, metric: str) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if metric == "rho" or is_scaled(metric):
+        return f"{v:.1f}" if abs(v) >= 1 or v == 0 else f"{v:.3f}"
+    return f"{v:.3f}"
+
+
+def _cell(row: pd.Series, metric: str) -> tuple[str, str]:
+    """(main value, interval text) for one summary row."""
+    main = _fmt(row["value"], metric)
+    parts = []
+    if pd.notna(row.get("boot_lo")):
+        parts.append(f"[{_fmt(row['boot_lo'], metric)}, {_fmt(row['boot_hi'], metric)}]")
+    if pd.notna(row.get("seed_lo")):
+        parts.append(f"seeds [{_fmt(row['seed_lo'], metric)}, {_fmt(row['seed_hi'], metric)}]")
+    return main, " ".join(parts)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _comparison_figure(summary: pd.DataFrame, metrics: list[str], methods: list[str], unit: dict, path: Path) -> Path:
+    fig = _fig(max(4.0, 1.1 * len(methods) + 2) * len(metrics) / 1.4, 3.6)
+    for i, metric in enumerate(metrics):
+        ax = fig.add_subplot(1, len(metrics), i + 1)
+        d = summary[summary["metric"] == metric].set_index("method").reindex(methods)
+        y = d["value"].to_numpy(dtype=float)
+        lo = (y - d["boot_lo"].to_numpy(dtype=float)) if "boot_lo" in d else np.zeros_like(y)
+        hi = (d["boot_hi"].to_numpy(dtype=float) - y) if "boot_hi" in d else np.zeros_like(y)
+        err = np.nan_to_num(np.vstack([lo, hi]), nan=0.0)
+        colors = ["0.6" if m == RANDOM else f"C{j % 10}" for j, m in enumerate(methods)]
+        ax.bar(range(len(methods)), y, yerr=err, color=colors, capsize=3)
+        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=7)
+        ax.set_title(f"{metric} ({unit.get(metric, '')})", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _per_seed_gold(gold: Gold) -> pd.DataFrame | None:
+    """(seed, target, source, value of gold.by) for every seed alone, where runs are known."""
+    if gold.runs is None:
+        return None
+    parts = []
+    for s in gold.seeds:
+        pt = pair_table(gold.runs[gold.runs["seed"] == s])
+        parts.append(pt[["target", "source", gold.by]].assign(seed=s))
+    out = pd.concat(parts, ignore_index=True).rename(columns={gold.by: "value"})
+    return out.dropna(subset=["value"])
+
+
+def _ranking_figure(target: str, gold_values: pd.Series, orders: dict[str, list[str]], seed_values: pd.DataFrame | None,
+                    gold_by: str, path: Path) -> Path:
+    panels = {"gold order": sorted(gold_values.index, key=lambda s: (-gold_values[s], s)), **orders}
+    n = len(gold_values)
+    fig = _fig(max(5.0, 0.32 * n + 2.2), 1.55 * len(panels) + 0.6)
+    lim = float(np.nanmax(np.abs(gold_values.to_numpy()))) or 1.0
+    if seed_values is not None and len(seed_values):
+        lim = max(lim, float(np.nanmax(np.abs(seed_values["value"].to_numpy()))))
+    for i, (name, order) in enumerate(panels.items()):
+        ax = fig.add_subplot(len(panels), 1, i + 1)
+        vals = gold_values.reindex(order).to_numpy(dtype=float)
+        ax.bar(range(len(order)), vals, color=["C2" if v > 0 else "C3" for v in vals], alpha=0.8)
+        if seed_values is not None and len(seed_values):
+            pos = {s: j for j, s in enumerate(order)}
+            sv = seed_values[seed_values["source"].isin(pos)]
+            ax.scatter(sv["source"].map(pos), sv["value"], s=7, color="k", zorder=3, label="per seed")
+        ax.axhline(0, color="0.3", lw=0.6)
+        ax.set_xlim(-0.6, len(order) - 0.4)
+        ax.set_ylim(-1.1 * lim, 1.1 * lim)
+        ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=6)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_ylabel(gold_by, fontsize=7)
+        ax.set_title(name if name == "gold order" else f"predicted by {name}", fontsize=8, loc="left")
+    fig.suptitle(f"target {target}: true {gold_by} of the sources, in each method's order (best first)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    return path
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _table_html(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _table_md(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _img_html(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:22px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd} h3{font-size:15px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0 16px} th,td{border:1px solid #ccc;padding:3px 7px}
+th{background:#f3f3f3} td{text-align:right} td:first-child{text-align:left;font-weight:600}
+td small{color:#666;display:block;font-size:10px} .scroll{overflow-x:auto}
+img{max-width:100%;border:1px solid #eee;margin:6px 0} .meta{color:#555;font-size:13px}
+"""
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def write_report(out: str | Path, gold: Gold, results: pd.DataFrame, predictions: pd.DataFrame | None = None,
+                 meta: dict | None = None, title: str = "taskrank report",
+                 headline: tuple[str, ...] = HEADLINE) -> tuple[Path, Path]:
+    """Write ``report.html`` (self-contained), ``report.md`` and the PNG figures into ``out``.
+
+    ``results``: the tidy evaluation (``Evaluation.tidy()`` or ``read_evaluation``): method,
+    target ("(mean)" for averages), metric, value, boot/seed intervals, unit. ``predictions``
+    (method, target, source, score) give the per-target ranking plots; without them those plots
+    are left out and the report says so.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = meta or {}
+    summary = results[results["target"] == "(mean)"].copy()
+    per_target = results[results["target"] != "(mean)"].copy()
+    methods = list(dict.fromkeys(summary["method"]))
+    metric_names = list(dict.fromkeys(summary["metric"]))
+    unit = dict(zip(results["metric"], results["unit"])) if "unit" in results else {}
+    h: list[str] = []   # HTML body
+    md: list[str] = []  # Markdown
+
+    # --- header
+    facts = [("ground truth", meta.get("gold", gold.origin)), ("setting", meta.get("setting", gold.setting)),
+             ("gold order by", meta.get("gold_by", gold.by)), ("performance", meta.get("perf", gold.perf)),
+             ("targets", f"{len(per_target['target'].unique())}"), ("excluded", ", ".join(meta.get("excluded", [])) or "–"),
+             ("units", "NDCG and Regret ×100" if meta.get("percent", True) else "NDCG and Regret as fractions")]
+    if meta.get("boot"):
+        facts.append(("intervals", f"{int(round(100 * meta.get('level', 0.95)))}% bootstrap over targets "
+                      f"({meta['boot']} draws)" + (f"; over seeds {meta.get('seeds')} ({meta['seed_boot']} draws)"
+                                                   if meta.get("seed_boot") else "")))
+    notes = list(meta.get("notes", [])) + list(gold.notes)
+    h.append(f"<h1>{html.escape(title)}</h1><p class='meta'>" + "<br>".join(
+        f"<b>{html.escape(k)}</b>: {html.escape(str(v))}" for k, v in facts) + "</p>")
+    md += [f"# {title}", ""] + [f"- **{k}**: {v}" for k, v in facts] + [""]
+    for n in dict.fromkeys(notes):
+        h.append(f"<p class='meta'>note: {html.escape(n)}</p>")
+        md.append(f"> note: {n}\n")
+
+    # --- method comparison
+    header = ["metric (unit)"] + [html.escape(m) for m in methods]
+    rows_h, rows_m = [], []
+    by = summary.set_index(["metric", "method"])
+    for metric in metric_names:
+        rh, rm = [f"{html.escape(metric)} <small>{html.escape(unit.get(metric, ''))}</small>"], [f"{metric} ({unit.get(metric, '')})"]
+        for m in methods:
+            if (metric, m) not in by.index:
+                rh.append("–"), rm.append("–")
+                continue
+            main, ci = _cell(by.loc[(metric, m)], metric)
+            rh.append(f"{main}<small>{html.escape(ci)}</small>")
+            rm.append(f"{main} {ci}".strip())
+        rows_h.append(rh)
+        rows_m.append(rm)
+    h.append("<h2>Method comparison (mean over targets)</h2>")
+    h.append("<p class='meta'>Lower is better for Regret and ρ (rank of the best source); higher for the rest. "
+             "Brackets: interval over targets; 'seeds': interval over training seeds.</p>")
+    h.append(f"<div class='scroll'>{_table_html(header, rows_h, 'summary')}</div>")
+    md += ["## Method comparison (mean over targets)", "",
+           "Lower is better for Regret and rho; higher for the rest. Brackets: interval over targets; "
+           "'seeds': interval over training seeds.", "", _table_md(["metric (unit)", *methods], rows_m), ""]
+    heads = [m for m in headline if m in metric_names] or metric_names[:2]
+    comp = _comparison_figure(summary, heads, methods, unit, out / "comparison.png")
+    h.append(_img_html(comp, "method comparison"))
+    md += [f"![method comparison]({comp.name})", ""]
+
+    # --- heatmap
+    heat = plot_heatmap(gold.pairs, out / "heatmap.png", value=gold.by,
+                        title=f"transfer matrix: {gold.by} ({gold.setting or gold.origin})")
+    h.append("<h2>Transfer matrix</h2>" + _img_html(heat, "transfer matrix heatmap"))
+    md += ["## Transfer matrix", "", f"![transfer matrix heatmap]({heat.name})", ""]
+
+    # --- per target
+    h.append("<h2>Per target</h2>")
+    md += ["## Per target", ""]
+    seeds = _per_seed_gold(gold)
+    if predictions is None or predictions.empty:
+        msg = "No predictions were given, so there are no ranking plots (evaluate with --out to keep them)."
+        h.append(f"<p class='meta'>{msg}</p>")
+        md += [msg, ""]
+    elif seeds is None:
+        msg = "Per-seed runs are not known for this matrix, so the plots show no seed spread."
+        h.append(f"<p class='meta'>{msg}</p>")
+        md += [msg, ""]
+    key = [m for m in ("ndcg_taskweb", "ndcg_esm", "regret_mean@5", "regret_max@1", "rho", "precision@5", "spearman")
+           if m in metric_names]
+    for target in sorted(per_target["target"].unique()):
+        d = per_target[per_target["target"] == target].set_index(["method", "metric"])["value"]
+        rows_h, rows_m = [], []
+        for m in methods:
+            cells = [_fmt(d.get((m, k), math.nan), k) for k in key]
+            rows_h.append([html.escape(m), *cells])
+            rows_m.append([m, *cells])
+        h.append(f"<h3 id='t-{_slug(target)}'>{html.escape(target)}</h3>")
+        h.append(_table_html(["method", *[html.escape(k) for k in key]], rows_h, "target"))
+        md += [f"### {target}", "", _table_md(["method", *key], rows_m), ""]
+        if predictions is not None and not predictions.empty:
+            gv, _, _ = gold.target(target)
+            p = predictions[predictions["target"] == target]
+            orders = {}
+            for m, pm in p.groupby("method", sort=False):
+                pm = pm[pm["source"].isin(gv.index)]
+                orders[m] = sorted(pm["source"], key=lambda s, sc=dict(zip(pm["source"], pm["score"])): (-sc[s], s))
+            if orders:
+                sv = None if seeds is None else seeds[seeds["target"] == target]
+                gv = gv.reindex(sorted(set().union(*orders.values()) & set(gv.index)))
+                fig = _ranking_figure(target, gv, orders, sv, gold.by, out / f"ranking-{_slug(target)}.png")
+                h.append(_img_html(fig, f"rankings for {target}"))
+                md += [f"![rankings for {target}]({fig.name})", ""]
+
+    page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style></head><body>{''.join(h)}</body></html>")
+    html_path = out / "report.html"
+    html_path.write_text(page, encoding="utf-8")
+    md_path = out / "report.md"
+    md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
+    return html_path, md_path

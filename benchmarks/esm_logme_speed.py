@@ -122,7 +122,14 @@ def child_taskrank(root: Path, k: int, batch_size: int) -> dict:
     t0, c0 = time.perf_counter(), time.process_time()
     scores = score_linear_maps(emb, y, Maps("model.weight"), Maps("model.bias"), batch_size=batch_size)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"scores": scores.tolist(), "load_s": None, "score_s": total, "total_s": total, "cpu_s": cpu, "setup_rss_mb": setup_rss}
+    return {
+        "scores": scores.tolist(),
+        "load_s": None,
+        "score_s": total,
+        "total_s": total,
+        "cpu_s": cpu,
+        "setup_rss_mb": setup_rss,
+    }
 
 
 def child_hfselect(root: Path, k: int, threads: int) -> dict:
@@ -211,7 +218,9 @@ def parse_caps(items: list[str]) -> dict[int, int]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dims", type=int, nargs="+", default=[384, 768])
     p.add_argument("--ks", type=int, nargs="+", default=[100, 500, 1500])
     p.add_argument("--n", type=int, default=1000, help="target examples (default 1000, as in the ESM paper)")
@@ -258,7 +267,7 @@ def main(argv=None) -> int:
     from scipy.stats import kendalltau
 
     rows, agreement, disk = [], [], {}
-    started = time.time()
+    started, load_start = time.time(), os.getloadavg()[0]
     for d in args.dims:
         t0 = time.perf_counter()
         make_inputs(work, d, max(args.ks), args.n, args.seed)
@@ -275,7 +284,8 @@ def main(argv=None) -> int:
             k_hf = min(k, caps.get(d, k))
             hf = hf_done.get(k_hf) or run_child(args.hfselect_python, "hfselect", root, k_hf, args)
             hf_done[k_hf] = hf
-            rows.append(dict(d=d, K=k, method="hfselect-0.2.1", k_run=k_hf, extrapolated=k_hf < k, **_timing(hf, k_hf)))
+            row = dict(d=d, K=k, method="hfselect-0.2.1", k_run=k_hf, extrapolated=k_hf < k, **_timing(hf, k_hf))
+            rows.append(row)
             rows[-1]["jit_s"] = hf.get("jit_s")
             print(_line(rows[-1]), flush=True)
             a = np.asarray(tr["scores"][:k_hf])
@@ -313,7 +323,8 @@ def main(argv=None) -> int:
         "seconds_per_source": "(load + score) / maps scored, wall clock (s_per_source) and CPU time of the side's "
         "process (cpu_s_per_source, robust to other load on the machine); hfselect excludes its one-time numba "
         "compile (jit_s)",
-        "loadavg_1min_at_start": os.getloadavg()[0],
+        "loadavg_1min_at_start": load_start,
+        "loadavg_1min_at_end": os.getloadavg()[0],
         "peak_rss": "ru_maxrss of the side's own process (imports and target included); setup_rss_mb is before scoring",
         "notes": "hfselect's LogME is only correct where N >= D (it drops zero eigen-directions and stops at a 1e-3 tolerance)",
     }
@@ -328,7 +339,10 @@ def main(argv=None) -> int:
         writer.writeheader()
         agree = {(a["d"], a["K"]): a for a in agreement}
         for row in rows:
-            extra = {"disk_float32_bytes": disk[row["d"]]["float32"], "disk_float16_bytes": disk[row["d"]]["float16"]}
+            extra = {
+                "disk_float32_bytes": disk[row["d"]]["float32"],
+                "disk_float16_bytes": disk[row["d"]]["float16"],
+            }
             if row["method"] != "taskrank" and (row["d"], row["K"]) in agree:
                 extra["kendall_tau"] = agree[(row["d"], row["K"])]["kendall_tau"]
                 extra["speedup_cpu"] = agree[(row["d"], row["K"])]["speedup_cpu"]

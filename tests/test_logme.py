@@ -38,7 +38,8 @@ def dense_max_evidence(f, y):
 
     grid = [(neg((la, lb)), la, lb) for la in np.linspace(-10, 10, 21) for lb in np.linspace(-10, 10, 21)]
     start = min(grid)[1:]
-    r = optimize.minimize(neg, start, method="Nelder-Mead", options=dict(xatol=1e-12, fatol=1e-16, maxiter=20000, maxfev=40000))
+    options = dict(xatol=1e-12, fatol=1e-16, maxiter=20000, maxfev=40000)
+    r = optimize.minimize(neg, start, method="Nelder-Mead", options=options)
     r = optimize.minimize(neg, r.x, method="BFGS", options=dict(gtol=1e-12))
     return -r.fun
 
@@ -227,3 +228,16 @@ def test_leep_with_hard_predictions_equals_nce():
 def test_leep_rejects_logits():
     with pytest.raises(ValueError, match="sum to 1"):
         leep(np.array([[2.0, 1.0], [0.5, 0.5]]), [0, 1])
+
+
+def test_batched_maps_eigenvector_fallback_agrees(monkeypatch):
+    """The tridiagonal-solve path and its fallback (full eigendecomposition) give the same scores."""
+    import taskrank.estimators.logme as mod
+
+    rng = np.random.default_rng(12)
+    f, y = blobs(rng, 90, 15, 3, signal=0.4, flip=0.2)
+    w = rng.standard_normal((5, 15, 15)) / math.sqrt(15)
+    b = rng.standard_normal((5, 15))
+    fast = score_linear_maps(f, y, w, b, batch_size=2)
+    monkeypatch.setattr(mod, "_evidence_tridiagonal", lambda *a, **k: None)
+    np.testing.assert_allclose(score_linear_maps(f, y, w, b, batch_size=2), fast, rtol=1e-10)

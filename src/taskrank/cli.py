@@ -249,6 +249,327 @@ def transfer_import(
     typer.echo(f"{stored} runs added to {journal}", err=True)
 
 
+# ----------------------------------------------------------------------------- evaluation, reports, mixtures
+
+
+def _plain(fn):
+    """Like ``friendly`` for the errors of evaluation/report/mixture inputs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .evaluation import EvaluationError
+
+        try:
+            return fn(*args, **kwargs)
+        except (EvaluationError, FileNotFoundError) as e:
+            typer.echo(f"taskrank: error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=250)
+
+
+def _print_evaluation(ev, percent: bool, per_target: bool) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .evaluation import RANDOM, is_scaled
+
+    def fmt(v, metric):
+        if v is None or v != v:
+            return "–"
+        v = 0.0 if abs(v) < 5e-12 else v  # no "-0.0" from float noise
+        if is_scaled(metric) and percent:
+            return f"{v:.1f}"
+        return f"{v:.2f}" if metric == "rho" else f"{v:.3f}"
+
+    tidy = ev.tidy(percent)
+    summary = tidy[tidy["target"] == "(mean)"]
+    methods, names = ev.methods, ev.metrics
+    unit = dict(zip(tidy["metric"], tidy["unit"]))
+    console = _console()
+    meta = ev.meta
+    scale = "NDCG and Regret x100 (as the papers print them)" if percent else "NDCG and Regret as fractions"
+    console.print(f"gold: {meta['gold']} [{meta['setting']}], order by '{meta['gold_by']}', performance "
+                  f"'{meta['perf']}'; {len(meta['targets'])} targets"
+                  + (f" (excluded: {', '.join(meta['excluded'])})" if meta["excluded"] else "") + f"; {scale}.",
+                  markup=False, highlight=False)
+    for note in meta.get("notes", []):
+        console.print(f"note: {note}", markup=False, highlight=False)
+    by = summary.set_index(["metric", "method"])
+    for kind, lo, hi, label in (("boot", "boot_lo", "boot_hi", f"{int(round(100 * meta['level']))}% CI over targets, "
+                                                                 f"{meta['boot']} bootstrap draws"),
+                                ("seed", "seed_lo", "seed_hi", f"{int(round(100 * meta['level']))}% CI over seeds "
+                                                               f"{meta['seeds']}, {meta['seed_boot']} draws")):
+        if kind == "seed" and not meta.get("seed_boot"):
+            continue
+        table = Table(title=escape(f"mean over targets [{label}]"))
+        table.add_column("metric (unit)")
+        for m in methods:
+            table.add_column(escape(m), justify="right")
+        for metric in names:
+            cells = []
+            for m in methods:
+                r = by.loc[(metric, m)]
+                ci = f" [{fmt(r[lo], metric)}, {fmt(r[hi], metric)}]" if r[lo] == r[lo] else ""
+                cells.append(escape(fmt(r["value"], metric) + ci))
+            table.add_row(f"{metric} ({unit[metric]})", *cells)
+        console.print(table)
+    if per_target:
+        table = Table(title="per target")
+        for c in ("target", "method", "n"):
+            table.add_column(c)
+        for metric in names:
+            table.add_column(metric, justify="right")
+        pt = ev.per_target
+        for t in meta["targets"]:
+            for m in methods:
+                r = pt[(pt["target"] == t) & (pt["method"] == m)]
+                if r.empty:
+                    continue
+                r = r.iloc[0]
+                table.add_row(escape(t), escape(m), str(r["n_sources"]),
+                              *[fmt(r[k] * (100 if percent and is_scaled(k) else 1), k) for k in names])
+        console.print(table)
+    if RANDOM in methods:
+        console.print(f"'{RANDOM}': the exact expectation under a uniformly random order, not a draw.",
+                      markup=False, highlight=False)
+
+
+@app.command()
+@friendly
+@_plain
+def evaluate(
+    matrix: Optional[Path] = typer.Option(None, help="Transfer matrix: matrix.csv (pair table) or runs.csv (per-seed runs; adds seed intervals)."),
+    taskweb: Optional[Path] = typer.Option(None, help="TaskWeb's released results (folder) instead of --matrix."),
+    tw_model: str = typer.Option("t5l", "--model", help="TaskWeb model of the gold (with --taskweb)."),
+    adaptation: str = typer.Option("finetune", help="TaskWeb adaptation of the gold (with --taskweb)."),
+    runs: Optional[Path] = typer.Option(None, help="Per-seed runs CSV (with a pair-table --matrix): seed intervals."),
+    setting: Optional[str] = typer.Option(None, help="Setting to use when the matrix holds several."),
+    method: list[str] = typer.Option([], help="Estimator to evaluate on --pool (repeatable)."),
+    pool: str = typer.Option("default", help="Pool the methods rank ('default' or a directory)."),
+    tasks: Optional[Path] = typer.Option(None, help="Folder of task folders holding the targets' data (needed with --method)."),
+    base_model: str = typer.Option("default", "--base-model", help="Base model of the estimators."),
+    predictions: list[Path] = typer.Option([], help="CSV target,source,score[,method] (repeatable; named by file stem)."),
+    exclude: list[str] = typer.Option([], help="Target(s) to leave out, repeatable or comma-separated (TaskWeb leaves out piqa)."),
+    gold: str = typer.Option("score", help="Matrix column that orders the gold ranking (score = TaskWeb's pair score)."),
+    perf: str = typer.Option("mean", help="Matrix column with the target performance after transfer (for Regret, ESM NDCG)."),
+    k: list[int] = typer.Option([1, 3, 5], "--k", help="Cut-offs for Regret@k and precision@k (repeatable)."),
+    regret_baseline: bool = typer.Option(True, "--regret-baseline/--no-regret-baseline",
+                                         help="Count the no-transfer baseline as a candidate in regret_max (ESM's protocol)."),
+    boot: int = typer.Option(1000, help="Bootstrap draws over targets (0: no interval)."),
+    seed_boot: int = typer.Option(200, help="Bootstrap draws over training seeds where per-seed runs are known (0: none)."),
+    seed: int = typer.Option(0, help="Seed of both bootstraps."),
+    percent: bool = typer.Option(True, "--percent/--fraction", help="NDCG and Regret x100 (as the papers) or as fractions."),
+    per_target: bool = typer.Option(True, "--per-target/--no-per-target", help="Also print the per-target table."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv (tidy)."),
+    out: Optional[Path] = typer.Option(None, help="Also save the evaluation: .json (everything) or .csv (+ .predictions.csv)."),
+):
+    """Judge rankings against a transfer matrix: every metric, per target and averaged, with intervals.
+
+    Rankings come from estimators on a pool (--method) or prediction CSVs (--predictions);
+    'random (expected)' is always a row (the exact expectation, not a draw).
+    """
+    import pandas as pd
+
+    from .evaluation import EvaluationError, evaluate_predictions, load_gold, pool_predictions, read_predictions
+
+    truth = load_gold(matrix=matrix, taskweb=taskweb, model=tw_model, adaptation=adaptation, runs=runs,
+                      setting=setting, by=gold, perf=perf)
+    excluded = _split(exclude)
+    parts, candidates, targets = [], None, None
+    for path in predictions:
+        parts.append(read_predictions(path))
+    if method:
+        from .models import BaseModel
+        from .pool import Pool
+        from .store import default_cache
+
+        if tasks is None:
+            raise EvaluationError("--method needs --tasks FOLDER: the targets' data make the target-side artefacts")
+        source_pool = Pool.open(pool)
+        in_pool = {t["name"] for t in source_pool.tasks}
+        targets = [t for t in truth.targets if t in in_pool and t not in excluded]
+        if not targets:
+            raise EvaluationError(f"none of the matrix's targets {truth.targets[:8]} is in pool {pool}")
+        preds, candidates = pool_predictions(method, source_pool, tasks, targets, BaseModel(base_model), default_cache())
+        parts.insert(0, preds)
+    if not parts:
+        raise EvaluationError("nothing to evaluate: give --method (with --tasks) and/or --predictions CSV")
+    allp = pd.concat(parts, ignore_index=True)
+    dupe = [m for m in dict.fromkeys(allp["method"]) if sum(m in set(p["method"]) for p in parts) > 1]
+    if dupe:
+        raise EvaluationError(f"method name(s) {dupe} given twice (a --method and a predictions file stem?)")
+    ev = evaluate_predictions(truth, allp, exclude=excluded, targets=targets, candidates=candidates, ks=k,
+                              regret_baseline=regret_baseline, boot=boot, seed_boot=seed_boot, seed=seed)
+    if out is not None:
+        written = ev.save(out, percent)
+        typer.echo(f"evaluation -> {', '.join(map(str, written))}", err=True)
+    if fmt is Format.json:
+        typer.echo(json.dumps(ev.to_dict(percent)))
+    elif fmt is Format.csv:
+        typer.echo(ev.tidy(percent).to_csv(index=False), nl=False)
+    else:
+        _print_evaluation(ev, percent, per_target)
+
+
+@app.command()
+@friendly
+@_plain
+def report(
+    evaluation: Path = typer.Option(..., help="Output of 'taskrank evaluate --out' (.json, or .csv with its .predictions.csv)."),
+    out: Path = typer.Option(..., help="Folder for report.html (self-contained), report.md and the PNG figures."),
+    matrix: Optional[Path] = typer.Option(None, help="The transfer matrix evaluated against (matrix.csv or runs.csv)."),
+    taskweb: Optional[Path] = typer.Option(None, help="TaskWeb's released results instead of --matrix."),
+    tw_model: str = typer.Option("t5l", "--model", help="TaskWeb model (with --taskweb)."),
+    adaptation: str = typer.Option("finetune", help="TaskWeb adaptation (with --taskweb)."),
+    runs: Optional[Path] = typer.Option(None, help="Per-seed runs CSV: seed spread in the ranking plots."),
+    setting: Optional[str] = typer.Option(None, help="Setting to use when the matrix holds several."),
+    predictions: list[Path] = typer.Option([], help="Prediction CSV(s) for the ranking plots, if not saved with the evaluation."),
+    title: str = typer.Option("taskrank report", help="Report title."),
+):
+    """Write an HTML report (figures embedded) and a Markdown report of an evaluation."""
+    import pandas as pd
+
+    from .evaluation import load_gold, read_evaluation, read_predictions
+    from .report import write_report
+
+    tidy, preds, meta = read_evaluation(evaluation)
+    truth = load_gold(matrix=matrix, taskweb=taskweb, model=tw_model, adaptation=adaptation, runs=runs,
+                      setting=setting or meta.get("setting") or None, by=meta.get("gold_by", "score"),
+                      perf=meta.get("perf", "mean"))
+    if predictions:
+        preds = pd.concat([read_predictions(p) for p in predictions], ignore_index=True)
+    html_path, md_path = write_report(out, truth, tidy, preds, meta, title=title)
+    typer.echo(f"report -> {html_path}, {md_path}", err=True)
+
+
+@pool_app.command("transfer")
+@friendly
+def pool_transfer(
+    matrix: Path = typer.Option(..., help="A pair table (matrix.csv of 'taskrank transfer export --matrix')."),
+    out: Optional[Path] = typer.Option(None, help="Where to write (default: the transfer table shipped with taskrank)."),
+    setting: Optional[str] = typer.Option(None, help="Setting to use when the matrix holds several."),
+):
+    """Write TaskShop's transfer table (target,source,score) from a transfer matrix."""
+    import pandas as pd
+
+    from .estimators.taskshop import DEFAULT_TRANSFER, write_transfer
+
+    path = write_transfer(matrix, out or DEFAULT_TRANSFER, setting=setting)
+    typer.echo(f"{len(pd.read_csv(path))} transfer pairs -> {path}", err=True)
+
+
+mixture_app = typer.Typer(invoke_without_command=True,
+                          help="Multi-task training sets from the top-k sources of a method ('experiment': do they help?).")
+app.add_typer(mixture_app, name="mixture")
+
+
+@mixture_app.callback()
+@friendly
+def mixture(
+    ctx: typer.Context,
+    target: Optional[str] = typer.Option(None, help="Target task: a path, or a task name in --tasks."),
+    tasks: Optional[Path] = typer.Option(None, help="Folder of task folders holding the sources' data."),
+    method: str = typer.Option("roe", help="Method that ranks the pool's sources."),
+    pool: str = typer.Option("default", help="Pool to rank ('default' or a directory); its tasks must be in --tasks."),
+    top: int = typer.Option(5, help="Number of best sources to mix."),
+    per_source: int = typer.Option(1000, help="Examples per source (seeded, stratified sample)."),
+    include_target: bool = typer.Option(False, "--include-target/--no-include-target",
+                                        help="Also mix in per-source examples of the target itself."),
+    seed: int = typer.Option(0, help="Seed of the samples and of the row order."),
+    out: Optional[Path] = typer.Option(None, help="JSONL file to write (a .meta.json manifest goes beside it)."),
+    base_model: str = typer.Option("default", "--base-model", help="Base model of the method."),
+):
+    """Write a seeded mixed training set (JSONL: text, text_pair, label as '<source>:<label>', source, type)
+    from the top-k sources of a method."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if target is None or tasks is None or out is None:
+        typer.echo(ctx.get_help())
+        typer.echo("\ntaskrank: error: mixture needs --target, --tasks and --out", err=True)
+        raise typer.Exit(2)
+    from .mixture import load_sources, load_target, mixture_frame, top_sources, write_mixture
+    from .models import BaseModel
+    from .store import default_cache
+
+    task = load_target(target, tasks)
+    ranking = top_sources(task, method, pool, top, BaseModel(base_model), default_cache())
+    chosen = ranking["source"].tolist()
+    picked = load_sources(chosen, tasks) + ([task] if include_target else [])
+    frame = mixture_frame(picked, per_source, seed)
+    manifest = {"target": task.name, "method": method, "pool": pool, "top": top, "per_source": per_source,
+                "seed": seed, "include_target": include_target, "rows": len(frame),
+                "sources": [{"source": s, "score": float(v), "rows": int((frame["source"] == s).sum())}
+                            for s, v in zip(ranking["source"], ranking["score"])]}
+    write_mixture(frame, out, manifest)
+    typer.echo(f"{len(frame)} examples from {', '.join(chosen)}{' + ' + task.name if include_target else ''} "
+               f"({method}) -> {out}", err=True)
+
+
+@mixture_app.command("experiment")
+@friendly
+def mixture_experiment(
+    target: str = typer.Option(..., help="Target task: a path, or a task name in --tasks."),
+    tasks: Path = typer.Option(..., help="Folder of task folders (the pool's tasks with data)."),
+    out: Path = typer.Option(..., help="Results CSV (one row per condition and seed; written as results come)."),
+    method: str = typer.Option("roe", help="Method whose top-k is tested."),
+    pool: str = typer.Option("default", help="Pool to rank ('default' or a directory)."),
+    top: int = typer.Option(3, help="k: sources in the top-k and random-k mixtures."),
+    per_source: int = typer.Option(200, help="Examples per source in every mixture."),
+    target_examples: int = typer.Option(200, help="Target training examples after the mixture."),
+    eval_examples: int = typer.Option(200, help="Target validation examples scored."),
+    mixture_epochs: int = typer.Option(1), target_epochs: int = typer.Option(2),
+    mixture_lr: float = typer.Option(1e-4), target_lr: float = typer.Option(2e-4),
+    batch_size: int = typer.Option(32), max_length: int = typer.Option(64),
+    seeds: str = typer.Option("0", help="Comma-separated seeds (training and the random-k draw)."),
+    conditions: str = typer.Option("none,topk,random,all", help="Which of none, topk, random, all to run."),
+    base_model: str = typer.Option("default", "--base-model", help="Base model (ranking and training)."),
+):
+    """Train on the top-k mixture vs all sources vs k random sources (vs none), continue on the target,
+    and score the target: does the method's top-k help? CPU-sized defaults (minutes)."""
+    import pandas as pd
+
+    from .mixture import ExperimentConfig, load_sources, load_target, run_experiment, top_sources
+    from .models import BaseModel
+    from .pool import Pool
+    from .store import default_cache
+
+    task = load_target(target, tasks)
+    base = BaseModel(base_model, max_length=max_length)
+    source_pool = Pool.open(pool)
+    ranking = top_sources(task, method, source_pool, len(source_pool.tasks), base, default_cache())
+    sources = load_sources(ranking["source"].tolist(), tasks)
+    config = ExperimentConfig(top=top, per_source=per_source, target_examples=target_examples,
+                              eval_examples=eval_examples, mixture_epochs=mixture_epochs, target_epochs=target_epochs,
+                              mixture_lr=mixture_lr, target_lr=target_lr, batch_size=batch_size, max_length=max_length,
+                              seeds=tuple(int(s) for s in seeds.split(",")), conditions=tuple(_split([conditions])))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done: list[dict] = []
+
+    def keep(row):
+        done.append(row)
+        pd.DataFrame(done).to_csv(out, index=False)
+        typer.echo(f"{row['condition']:>6} seed {row['seed']}: {row['metric']} {row['value']:.4f} "
+                   f"({row['seconds']}s) {row['sources']}", err=True)
+
+    result = run_experiment(task, sources, ranking["source"].tolist(), config, base, method=method, on_result=keep)
+    if result.attrs.get("skipped_regression_sources"):
+        typer.echo(f"left out regression sources: {', '.join(result.attrs['skipped_regression_sources'])}", err=True)
+    _emit(result.drop(columns=["sources"]), Format.table, title=f"mixtures for {task.name}: {method} top-{top}")
+    typer.echo(f"results -> {out}", err=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="taskrank")
 

@@ -38,6 +38,7 @@ import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,17 @@ class Gold:
         return pair_table(pd.concat(parts, ignore_index=True))
 
 
+def _mtime(path: Path) -> float:
+    files = [p for p in (path / "transfer_matrix.csv", path / "raw_per_seed_results.csv") if p.exists()]
+    return max((p.stat().st_mtime for p in files), default=0.0)
+
+
+@lru_cache(maxsize=4)
+def _taskweb(path: str, mtime: float, model, adaptation) -> pd.DataFrame:
+    """TaskWeb's import takes seconds; keep the last few in this process (keyed by file times)."""
+    return import_taskweb(path, model, adaptation)
+
+
 def load_gold(
     matrix: str | Path | None = None,
     taskweb: str | Path | None = None,
@@ -165,10 +177,10 @@ def load_gold(
         if not path.exists():
             raise EvaluationError(f"{path}: no such TaskWeb release")
         try:
-            pairs = import_taskweb(path, model, adaptation)
+            pairs = _taskweb(str(path.resolve()), _mtime(path), model, adaptation).copy()
         except (FileNotFoundError, ValueError) as e:
             raise EvaluationError(str(e)) from None
-        origin = f"TaskWeb {path} ({model}/{adaptation})"
+        origin = f"TaskWeb release {path}"
         notes.append("TaskWeb's release has no target-only runs per seed: no seed intervals")
     else:
         path = Path(matrix)
@@ -313,17 +325,17 @@ class Evaluation:
         summ = self.summary.rename(columns={"mean": "value", "n_targets": "n"}).assign(target="(mean)")
         cols = ["method", "target", "metric", "value", "n", "boot_lo", "boot_hi", "seed_lo", "seed_hi"]
         out = pd.concat([summ.reindex(columns=cols), long.reindex(columns=cols)], ignore_index=True)
-        if percent:
-            scale = out["metric"].map(lambda m: 100.0 if is_scaled(m) else 1.0)
-            for c in ("value", "boot_lo", "boot_hi", "seed_lo", "seed_hi"):
-                out[c] = out[c] * scale
+        scale = out["metric"].map(lambda m: 100.0 if is_scaled(m) and percent else 1.0)
+        for c in ("value", "boot_lo", "boot_hi", "seed_lo", "seed_hi"):
+            v = out[c].astype(float) * scale
+            out[c] = v.mask(v.abs() < 1e-12, 0.0)  # float noise (e.g. -3e-18) is 0
         out["unit"] = out["metric"].map(lambda m: _unit(m, percent))
         out["n"] = out["n"].astype("Int64")
         return out
 
     def to_dict(self, percent: bool = True) -> dict:
         tidy = self.tidy(percent)
-        clean = lambda df: json.loads(df.to_json(orient="records"))  # NaN -> null
+        clean = lambda df: json.loads(df.to_json(orient="records", double_precision=15))  # NaN -> null
         return {"meta": {**self.meta, "percent": percent}, "results": clean(tidy),
                 "predictions": clean(self.predictions)}
 

@@ -31,7 +31,7 @@ def order(sources: list[str], scores: np.ndarray) -> np.ndarray:
 
 
 def target_artefact(estimator: Estimator, target: Task, cache: Store | None):
-    key = (estimator.artefact_id, estimator.model.model_id, target.fingerprint)
+    key = (estimator.target_artefact_id, estimator.model.model_id, target.fingerprint)
     artefact = cache.load(*key) if cache is not None else None
     if artefact is None:
         artefact = estimator.prepare_target(target)

@@ -44,6 +44,7 @@ def _slug(name: str) -> str:
 def _fmt(v, metric: str) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
+    v = 0.0 if abs(v) < 5e-12 else v  # no "-0.0" from float noise
     if metric == "rho" or is_scaled(metric):
         return f"{v:.1f}" if abs(v) >= 1 or v == 0 else f"{v:.3f}"
     return f"{v:.3f}"

@@ -154,17 +154,32 @@ def prepare_parameters(task_model, config: TuningConfig) -> None:
     raise NotImplementedError(f"tuning method '{config.method}' is not available in this build")
 
 
-def keep_checkpoints(early_epoch: int = 2, metric: str | None = None,
-                     then: Callable[[int, "TuningResult"], None] | None = None):
+class keep_checkpoints:  # noqa: N801  (used like a function: on_epoch_end=keep_checkpoints())
     """An ``on_epoch_end`` callback that keeps trainable states in ``result.checkpoints``:
-    ``early`` after ``early_epoch`` epochs (or the last epoch if training is shorter), ``best``
-    for the highest ``metric`` in the epoch history (needs ``eval_frame``; ties keep the earlier
-    epoch; without a metric, the last epoch) and ``last``. ``then`` is called afterwards."""
 
-    def callback(epoch: int, result: "TuningResult") -> None:
+    - ``early``: after ``early_epoch`` epochs (TuPaTE's cheap variant; the last epoch if training is shorter),
+    - ``best``: the epoch with the highest ``metric`` in the history (needs ``eval_frame``; ties keep the
+      earlier epoch; without a metric, the last epoch),
+    - ``last``,
+    - ``init``: the state before the first step, when ``on_start=keeper.on_start`` is passed too.
+
+    ``result.checkpoint_info`` records each one's epoch and metric value; ``then`` is called afterwards.
+    """
+
+    def __init__(self, early_epoch: int = 2, metric: str | None = None,
+                 then: Callable[[int, "TuningResult"], None] | None = None):
+        self.early_epoch = early_epoch
+        self.metric = metric
+        self.then = then
+
+    def on_start(self, result: "TuningResult") -> None:
+        result.checkpoints["init"] = trainable_state(result.model)
+        result.checkpoint_info["init"] = {"epoch": 0, "value": None}
+
+    def __call__(self, epoch: int, result: "TuningResult") -> None:
         state = trainable_state(result.model)
-        value = result.history[-1].get(metric) if metric else None
-        if epoch <= early_epoch:
+        value = result.history[-1].get(self.metric) if self.metric else None
+        if epoch <= self.early_epoch:
             result.checkpoints["early"] = state
             result.checkpoint_info["early"] = {"epoch": epoch, "value": value}
         best = result.checkpoint_info.get("best")
@@ -173,10 +188,8 @@ def keep_checkpoints(early_epoch: int = 2, metric: str | None = None,
             result.checkpoint_info["best"] = {"epoch": epoch, "value": value}
         result.checkpoints["last"] = state
         result.checkpoint_info["last"] = {"epoch": epoch, "value": value}
-        if then is not None:
-            then(epoch, result)
-
-    return callback
+        if self.then is not None:
+            self.then(epoch, result)
 
 
 def fine_tune(
@@ -188,10 +201,12 @@ def fine_tune(
     encoder_state: dict | None = None,
     on_epoch_end: Callable[[int, TuningResult], None] | None = None,
     progress: str | None = None,
+    on_start: Callable[[TuningResult], None] | None = None,
 ) -> TuningResult:
     """Tune the base encoder (optionally starting from ``encoder_state``) with a fresh head on ``train``.
 
-    ``eval_frame``, when given, is scored after every epoch with the task's metric.
+    ``eval_frame``, when given, is scored after every epoch with the task's metric. ``on_start`` sees
+    the result (with the untrained model) before the first step; ``on_epoch_end`` after each epoch.
     """
     torch = _torch()
     set_threads()
@@ -225,6 +240,8 @@ def fine_tune(
     loss_fn = torch.nn.MSELoss() if task.is_regression else torch.nn.CrossEntropyLoss()
 
     result = TuningResult(task_model)
+    if on_start is not None:
+        on_start(result)
     metric = task_metric(task)
     steps = range(total)
     bar = iter(track(steps, description=progress, total=total))

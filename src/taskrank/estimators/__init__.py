@@ -14,10 +14,14 @@ from .baselines import RandomEstimator, SizeEstimator
 from .esm import EsmLogme
 from .source_models import LeepEstimator, LogmeEstimator, NceEstimator
 from .text import SEmb, TextEmb
+from .tuned import TUNED_ESTIMATORS
+from .fisher import TaskEmb
+from .baselines import CurveGrad, VocabOverlap
 
 ESTIMATORS: dict[str, type[Estimator]] = {cls.name: cls for cls in (
     RandomEstimator, SizeEstimator, TextEmb, SEmb,
     EsmLogme, LogmeEstimator, LeepEstimator, NceEstimator,
+    *TUNED_ESTIMATORS, TaskEmb, CurveGrad, VocabOverlap,
 )}
 # prefix -> factory(argument, model) for names like "taskshop:roe"
 COMPOSITES: dict[str, Callable[[str, BaseModel | None], Estimator]] = {}

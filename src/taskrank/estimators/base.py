@@ -41,12 +41,14 @@ class Estimator(ABC):
 
     @property
     def artefact_id(self) -> str:
+        """Names a source artefact: the family (or name) and a hash of the parameters it depends on."""
         params = {k: v for k, v in self.get_params().items() if k not in self.score_only}
-        stem = self.family or self.name
-        if not params:
-            return stem
-        digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        return f"{stem}-{digest}"
+        return _with_digest(self.family or self.name, params)
+
+    @property
+    def target_artefact_id(self) -> str:
+        """Names a target artefact (kept in the user's cache): every parameter counts."""
+        return _with_digest(f"{self.name}.target", self.get_params())
 
     def artefact(self, task: Task, tensors: dict[str, np.ndarray], **extra) -> Artefact:
         """An artefact for ``task`` whose config records what made it."""
@@ -73,6 +75,12 @@ class Estimator(ABC):
     @abstractmethod
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
         """Scores (len(sources),), higher = better source for the target."""
+
+
+def _with_digest(stem: str, params: dict) -> str:
+    if not params:
+        return stem
+    return f"{stem}-{hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
 
 
 class Composite(Estimator):

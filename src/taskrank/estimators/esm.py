@@ -18,19 +18,12 @@ import numpy as np
 from ..models import BaseModel
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
-from ..transfer.runner import DATA_SEED, TaskRef, TransferSetting, train_source
+from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, default_dir, train
 from ..tuning import load_encoder_state
 from .base import Estimator
 from .logme import score_linear_maps
 
 ESM_VERSION = "0.2.0"
-
-
-def default_finetuned_dir() -> str:
-    """Where fine-tuned source models are cached; the transfer benchmark writes the same folder."""
-    import os
-
-    return os.environ.get("TASKRANK_FINETUNED") or str(Path.home() / ".cache" / "taskrank" / "finetuned")
 
 
 def train_esm(base: np.ndarray, tuned: np.ndarray, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
@@ -72,7 +65,7 @@ class EsmLogme(Estimator):
 
     name = "esm-logme"
     summary = "LogME on Embedding-Space-Map-transformed target embeddings (ESM-LogME)"
-    score_only = ("target_examples", "finetuned_dir", "storage_dtype")
+    score_only = ("target_examples", "finetuned_dir")
 
     def __init__(self, model: BaseModel | None = None, source_examples: int = 2000, source_epochs: int = 2,
                  source_lr: float = 1e-4, max_length: int = 128, bf16: bool = True, esm_epochs: int = 10,
@@ -84,13 +77,13 @@ class EsmLogme(Estimator):
         self.esm_epochs, self.esm_lr, self.esm_batch_size = esm_epochs, esm_lr, esm_batch_size
         self.target_examples, self.finetuned_dir, self.storage_dtype = target_examples, finetuned_dir, storage_dtype
 
-    def setting(self) -> TransferSetting:
-        return TransferSetting(model=self.model.name, source_examples=self.source_examples,
-                               source_epochs=self.source_epochs, source_lr=self.source_lr,
-                               max_length=self.max_length, bf16=self.bf16)
+    def recipe(self) -> SourceRecipe:
+        return SourceRecipe(model=self.model.name, source_examples=self.source_examples,
+                            source_epochs=self.source_epochs, source_lr=self.source_lr,
+                            max_length=self.max_length, bf16=self.bf16)
 
     def prepare(self, task: Task) -> Artefact:
-        directory = train_source(self.finetuned_dir or default_finetuned_dir(), self.setting(), TaskRef.of(task),
+        directory = train(self.finetuned_dir or default_dir(), self.recipe(), TaskRef.of(task),
                                  self.seed)
         sample = task.sample(self.source_examples, DATA_SEED)
         texts = task.texts(frame=sample)

@@ -15,14 +15,17 @@ which matters when N < D:
   eigenvalues only.  Summing log(alpha + beta sigma) over the non-zero sigma alone (as the public
   code does) leaves a spurious (D - rank)/2 log alpha in the score.
 * The alpha/beta fixed point runs until lambda changes by less than 1e-12 relatively (the public
-  code stops after 11-50 steps at 1e-3, far from converged when N < D).
+  code stops after 11-50 steps at 1e-3, far from converged when N < D).  Where plain iteration
+  crawls (its rate tends to 1 on a nearly flat evidence, typical for N < D) the same fixed point is
+  found by bisection on the sign of (step(lambda) - lambda), which is the sign of the slope.
 * When N < D the features can interpolate the labels and the supremum may lie at lambda -> 0; we
   follow the fixed point there and report the limit, using the best beta for the final lambda.
 
 ``score_linear_maps`` scores many linear maps (Embedding Space Maps) of one target without ever
 forming the mapped N x D_out features: with G = [F, 1] and W' = [W, b], the mapped Gram matrix is
 W' (G^T G) W'^T and the mapped F^T y is W' (G^T y), so per map the work is one D_out x D_out
-symmetric eigenvalue problem, whatever N is.
+symmetric problem whatever N is — and only its tridiagonal form is needed, not its eigenvectors
+(see ``_logme_mapped``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 
 __all__ = ["logme", "score_linear_maps", "leep", "nce"]
 
@@ -217,6 +220,10 @@ def _bisect_fixed_point(step, lam, idx, lo, hi):
     return np.where(crosses, np.exp(0.5 * (a + b)), end)
 
 
+class _NotPositiveDefinite(ArithmeticError):
+    pass
+
+
 def _evidence_tridiagonal(diag, off, w, theta, yy: float, n: int, max_iter: int = 50) -> float | None:
     """The same fixed point for one column, given A = Q T Q^T (T tridiagonal: ``diag``, ``off``),
     w = Q^T c and T's cleaned eigenvalues ``theta`` — without T's eigenvectors.
@@ -232,13 +239,10 @@ def _evidence_tridiagonal(diag, off, w, theta, yy: float, n: int, max_iter: int 
         return float(_no_signal_evidence(n, yy))
     lo, hi = smax / _LAMBDA_RANGE, smax * _LAMBDA_RANGE
 
-    class NotPositiveDefinite(Exception):
-        pass
-
     def parts(lam):
         *_, x, info = lapack.dptsv(diag + lam, off, w)
         if info != 0:
-            raise NotPositiveDefinite
+            raise _NotPositiveDefinite
         m2 = x @ x
         res = max(yy - w @ x - lam * m2, yy * _EPS)  # = yy - sum z^2 (2 lambda + sigma) d^2
         return m2, res
@@ -257,10 +261,10 @@ def _evidence_tridiagonal(diag, off, w, theta, yy: float, n: int, max_iter: int 
             if converged:
                 break
         else:
-            one = np.zeros(1, dtype=int)
-            lam = float(_bisect_fixed_point(lambda v, _: np.array([step(x) for x in v]), np.array([lam]), one, lo, hi)[0])
+            vector_step = lambda v, _: np.array([step(x) for x in v])  # noqa: E731
+            lam = float(_bisect_fixed_point(vector_step, np.array([lam]), None, lo, hi)[0])
         m2, res = parts(lam)
-    except NotPositiveDefinite:
+    except _NotPositiveDefinite:
         return None
     logdet = np.log1p(theta / lam).sum()
     return float(0.5 * np.log(n / (res + lam * m2)) - 0.5 * logdet / n - 0.5 - 0.5 * _LOG_2PI)
@@ -318,18 +322,22 @@ def score_linear_maps(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batch_size = int(batch_size)
 
-    # Once per target: G = [F, 1] = U diag(s) V^T.  R^T = V diag(s) (dg x r) gives G^T G = R^T R, so
-    # for B = W' R^T the mapped Gram matrix is B B^T and the mapped F^T y is B q with q = U^T y.
+    # Once per target: G = [F, 1] = U diag(s) V^T.  R = diag(s) V^T (r x dg) has R^T R = G^T G, so for
+    # B = W' R^T the mapped Gram matrix is B B^T and the mapped F^T y is B q with q = U^T y.
     g = np.hstack([f, np.ones((n, 1))]) if biases is not None else f
     dg = g.shape[1]
     u, s, vt = np.linalg.svd(g, full_matrices=False)
     r = int((s > s[0] * max(n, dg) * _EPS).sum()) if s[0] > 0 else 0
-    rt = vt[:r].T * s[:r]
+    rfac = s[:r, None] * vt[:r]
     q = u[:, :r].T @ y  # (r, C)
     yy = (y * y).sum(0)
     # |y outside col(G)|^2, without cancellation; exactly 0 when col(G) is all of R^N: there
     # rounding noise (~1e-30) would otherwise decide the evidence of an exact interpolation
     rest = np.zeros(y.shape[1]) if r == n else ((y - u[:, :r] @ q) ** 2).sum(0)
+    triangular = r == dg
+    if triangular:  # rotate R to upper triangular (R = Q2 R2): W' R2^T is a TRMM, half a GEMM's flops
+        q2, rfac = np.linalg.qr(rfac)
+        q = q2.T @ q
 
     out = np.empty(k_total)
     d_out = None
@@ -337,8 +345,13 @@ def score_linear_maps(
         stop = min(start + batch_size, k_total)
         wb = _load_maps(weights, biases, start, stop, d, d_out)  # (k, D_out, dg) = [W, b]
         d_out = wb.shape[1]
-        b = (wb.reshape(-1, dg) @ rt).reshape(stop - start, d_out, r)  # B = W' R^T, one GEMM per batch
-        del wb
+        flat = wb.reshape(-1, dg)
+        if triangular:  # (R2 W'^T)^T, in place: W'^T is W' in Fortran order
+            b = blas.dtrmm(1.0, rfac, flat.T, side=0, lower=0, overwrite_b=1).T
+        else:
+            b = flat @ rfac.T
+        b = b.reshape(stop - start, d_out, r)  # B = W' R^T for the batch
+        del wb, flat
         if r == 0:
             out[start:stop] = np.mean(_no_signal_evidence(n, yy))
         elif d_out <= r:

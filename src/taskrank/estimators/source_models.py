@@ -15,10 +15,10 @@ import numpy as np
 from ..models import pool
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
-from ..transfer.runner import TaskRef, train_source
+from ..finetuned import TaskRef, default_dir, train
 from ..tuning import load_encoder_state
 from .base import Estimator
-from .esm import EsmLogme, default_finetuned_dir, tuned_encoder
+from .esm import EsmLogme, tuned_encoder
 from .logme import leep, logme, nce
 
 
@@ -30,7 +30,7 @@ class _SourceModelEstimator(EsmLogme):
     score_only = ("target_examples", "finetuned_dir", "storage_dtype", "esm_epochs", "esm_lr", "esm_batch_size")
 
     def prepare(self, task: Task) -> Artefact:
-        directory = train_source(self.finetuned_dir or default_finetuned_dir(), self.setting(), TaskRef.of(task),
+        directory = train(self.finetuned_dir or default_dir(), self.recipe(), TaskRef.of(task),
                                  self.seed)
         return self.artefact(task, {}, model_dir=str(directory), num_labels=task.num_labels)
 

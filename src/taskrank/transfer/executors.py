@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..progress import track
 from .journal import Journal
-from .runner import Run, execute_run, source_model_dir, train_source
+from ..finetuned import model_dir, train
+from .runner import Run, execute_run
 
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
               "TASKRANK_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "TASKRANK_QUIET": "1"}
@@ -29,13 +30,13 @@ def pending_runs(runs: list[Run], journal: Journal) -> list[Run]:
 
 
 def needed_sources(runs: list[Run], workdir: str | Path) -> list[tuple]:
-    """(setting, source, seed) of intermediate models that pending runs need and nobody saved yet."""
+    """(recipe, source, seed) of intermediate models that pending runs need and nobody saved yet."""
     seen, out = set(), []
     for r in runs:
         if r.source is None:
             continue
-        item = (r.setting, r.source, r.seed)
-        if item not in seen and not (source_model_dir(workdir, *item) / "model.safetensors").exists():
+        item = (r.setting.source_recipe(), r.source, r.seed)
+        if item not in seen and not (model_dir(workdir, *item) / "model.safetensors").exists():
             seen.add(item)
             out.append(item)
     return out
@@ -78,7 +79,7 @@ def _process_results(workdir: str, sources: list[tuple], runs: list[Run], worker
 
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
         for seed in sorted({r.seed for r in runs}):
-            for future in as_completed([pool.submit(train_source, workdir, *item, 1)
+            for future in as_completed([pool.submit(train, workdir, *item, 1)
                                         for item in sources if item[2] == seed]):
                 future.result()
             for future in as_completed([pool.submit(execute_run, workdir, r, 1) for r in runs if r.seed == seed]):
@@ -88,10 +89,10 @@ def _process_results(workdir: str, sources: list[tuple], runs: list[Run], worker
 def _dask_results(client, workdir: str, sources: list[tuple], runs: list[Run]) -> Iterator[dict]:
     from distributed import as_completed as dask_completed
 
-    trained = {item: client.submit(train_source, workdir, *item, 1, pure=False) for item in sources}
+    trained = {item: client.submit(train, workdir, *item, 1, pure=False) for item in sources}
     futures = []
     for r in runs:
-        dep = trained.get((r.setting, r.source, r.seed)) if r.source else None
+        dep = trained.get((r.setting.source_recipe(), r.source, r.seed)) if r.source else None
         # the dependency makes Dask wait for the source model; its value (a path) is not needed
         futures.append(client.submit(_after, dep, workdir, r, pure=False))
     for future in dask_completed(futures):

@@ -8,19 +8,15 @@ determines them, so a grid can be re-run, extended or resumed without repeating 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
+from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, config_hash, load_ref, model_dir, train
 from ..models import BaseModel, set_threads
 from ..task_metrics import task_metric
-from ..tasks import Task, TaskError, load_task
-from ..tuning import TuningConfig, evaluate, fine_tune, load_encoder_state, save_encoder
-
-DATA_SEED = 0  # training/eval samples are fixed across seeds; seeds vary initialisation and order
+from ..tasks import Task, TaskError
+from ..tuning import TuningConfig, evaluate, fine_tune, load_encoder_state
 
 
 @dataclass(frozen=True)
@@ -46,28 +42,15 @@ class TransferSetting:
         """The `setting` column of results, e.g. 'all-MiniLM-L6-v2/full'."""
         return f"{BaseModel(self.model).model_id.rsplit('/', 1)[-1]}/{self.method}"
 
-    def source_digest(self) -> str:
+    def source_recipe(self) -> SourceRecipe:
         """What determines an intermediate source model (not the target-side settings)."""
-        fields = ("model", "method", "source_examples", "source_epochs", "source_lr", "batch_size", "max_length", "bf16")
-        return _hash({f: getattr(self, f) for f in fields})
+        return SourceRecipe(model=self.model, method=self.method, source_examples=self.source_examples,
+                            source_epochs=self.source_epochs, source_lr=self.source_lr, batch_size=self.batch_size,
+                            max_length=self.max_length, bf16=self.bf16)
 
-    def tuning(self, seed: int, role: str) -> TuningConfig:
-        epochs, lr = (self.source_epochs, self.source_lr) if role == "source" else (self.target_epochs, self.target_lr)
-        return TuningConfig(method=self.method, epochs=epochs, lr=lr, batch_size=self.batch_size,
-                            max_length=self.max_length, seed=seed, bf16=self.bf16)
-
-
-@dataclass(frozen=True)
-class TaskRef:
-    """A task by path (workers reload it) and fingerprint (to notice if the data changed)."""
-
-    name: str
-    path: str
-    fingerprint: str
-
-    @classmethod
-    def of(cls, task: Task) -> "TaskRef":
-        return cls(task.name, task.origin, task.fingerprint)
+    def target_tuning(self, seed: int) -> TuningConfig:
+        return TuningConfig(method=self.method, epochs=self.target_epochs, lr=self.target_lr,
+                            batch_size=self.batch_size, max_length=self.max_length, seed=seed, bf16=self.bf16)
 
 
 @dataclass(frozen=True)
@@ -79,12 +62,8 @@ class Run:
 
     @property
     def key(self) -> str:
-        return _hash({"setting": asdict(self.setting), "target": self.target.fingerprint,
+        return config_hash({"setting": asdict(self.setting), "target": self.target.fingerprint,
                       "source": self.source.fingerprint if self.source else "", "seed": self.seed})
-
-
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 def plan(tasks: list[Task], seeds: list[int], setting: TransferSetting,
@@ -104,49 +83,17 @@ def plan(tasks: list[Task], seeds: list[int], setting: TransferSetting,
     return runs
 
 
-@lru_cache(maxsize=64)
-def _task(ref: TaskRef) -> Task:
-    task = load_task(ref.path, name=ref.name)
-    if task.fingerprint != ref.fingerprint:
-        raise TaskError(f"{ref.path}: data changed since the grid was planned (fingerprint {task.fingerprint} "
-                        f"!= {ref.fingerprint})")
-    return task
-
-
-def source_model_dir(workdir: str | Path, setting: TransferSetting, source: TaskRef, seed: int) -> Path:
-    return Path(workdir) / "sources" / f"{source.name}-{source.fingerprint}-s{seed}-{setting.source_digest()[:10]}"
-
-
-def train_source(workdir: str | Path, setting: TransferSetting, source: TaskRef, seed: int,
-                 threads: int | None = None) -> str:
-    """Train (or find) the intermediate model for (source, seed); returns its folder."""
-    directory = source_model_dir(workdir, setting, source, seed)
-    if (directory / "model.safetensors").exists():
-        return str(directory)
-    set_threads(threads)
-    task = _task(source)
-    base = BaseModel(setting.model, max_length=setting.max_length)
-    start = time.time()
-    result = fine_tune(base, task, setting.tuning(seed, "source"), train=task.sample(setting.source_examples, DATA_SEED))
-    save_encoder(result.model, directory, {
-        "source": source.name, "fingerprint": source.fingerprint, "seed": seed, "setting": asdict(setting),
-        "base_model": base.model_id, "num_labels": task.num_labels, "task_type": task.spec.type,
-        "labels": list(task.spec.labels), "train_loss": result.history[-1]["loss"],
-        "seconds": round(time.time() - start, 1)})
-    return str(directory)
-
-
 def execute_run(workdir: str | Path, run: Run, threads: int | None = None) -> dict:
     """One baseline or transfer run; returns the journal row."""
     set_threads(threads)
     start = time.time()
-    target = _task(run.target)
+    target = load_ref(run.target)
     setting = run.setting
     state = None
     if run.source is not None:
-        state = load_encoder_state(train_source(workdir, setting, run.source, run.seed, threads))
+        state = load_encoder_state(train(workdir, setting.source_recipe(), run.source, run.seed, threads))
     base = BaseModel(setting.model, max_length=setting.max_length)
-    config = setting.tuning(run.seed, "target")
+    config = setting.target_tuning(run.seed)
     eval_split = "validation" if "validation" in target.splits else "test"
     eval_frame = target.sample(setting.eval_examples, DATA_SEED, split=eval_split)
     result = fine_tune(base, target, config, train=target.sample(setting.target_examples, DATA_SEED),

@@ -1,0 +1,96 @@
+"""Reports: a self-contained HTML file (tables, embedded PNGs) and Markdown with PNGs beside it."""
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from taskrank.cli import app
+from taskrank.evaluation import RANDOM, evaluate_predictions, load_gold
+from taskrank.report import write_report
+
+TASKS = ["a", "b", "c", "d"]
+
+
+def _runs():
+    rng = np.random.default_rng(3)
+    rows = []
+    for seed in (0, 1):
+        for i, t in enumerate(TASKS):
+            rows.append(dict(target=t, source="", seed=seed, setting="m/full", metric="accuracy",
+                             value=0.6 + 0.05 * i + rng.normal(0, 0.01)))
+            for j, s in enumerate(TASKS):
+                if s != t:
+                    rows.append(dict(target=t, source=s, seed=seed, setting="m/full", metric="accuracy",
+                                     value=0.6 + 0.05 * i + 0.02 * (j - 1.5) + rng.normal(0, 0.01)))
+    return pd.DataFrame(rows)
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.images, self.external = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        for key in ("src", "href"):
+            if a.get(key) and not a[key].startswith(("data:", "#")):
+                self.external.append(a[key])
+
+
+def _evaluation(tmp_path):
+    _runs().to_csv(tmp_path / "runs.csv", index=False)
+    gold = load_gold(tmp_path / "runs.csv")
+    p = gold.pairs[["target", "source"]]
+    preds = pd.concat([p.assign(method="up", score=[TASKS.index(s) for s in p.source]),
+                       p.assign(method="<down>", score=[-TASKS.index(s) for s in p.source])])
+    return gold, evaluate_predictions(gold, preds, boot=50, seed_boot=10)
+
+
+def test_html_and_markdown_structure(tmp_path):
+    gold, ev = _evaluation(tmp_path)
+    html_path, md_path = write_report(tmp_path / "out", gold, ev.tidy(), ev.predictions, ev.meta, title="synthetic")
+    text = html_path.read_text()
+    page = Page()
+    page.feed(text)
+    # tables: the method comparison + one per target
+    assert page.tags.count("table") == 1 + len(TASKS)
+    # figures: comparison, heatmap, one ranking plot per target, all embedded (nothing external)
+    assert len(page.images) == 2 + len(TASKS) and not page.external
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    # every method and metric appears; names are escaped, not markup
+    assert "&lt;down&gt;" in text and "<down>" not in text
+    for name in (RANDOM, "ndcg_taskweb", "regret_mean@5", "rho", "kendall"):
+        assert name in text
+    assert "seeds [" in text                       # seed intervals from the per-seed runs
+    md = md_path.read_text()
+    assert "| metric (unit) | random (expected) | up | <down> |" in md
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(links) == 2 + len(TASKS) and all((tmp_path / "out" / x).is_file() for x in links)
+    assert {p.name for p in (tmp_path / "out").glob("*.png")} == set(links)
+
+
+def test_report_command_from_saved_csv(tmp_path):
+    gold, ev = _evaluation(tmp_path)
+    ev.save(tmp_path / "ev.csv")
+    r = CliRunner().invoke(app, ["report", "--evaluation", str(tmp_path / "ev.csv"), "--matrix",
+                                 str(tmp_path / "runs.csv"), "--out", str(tmp_path / "rep"), "--title", "cli"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    text = (tmp_path / "rep" / "report.html").read_text()
+    assert text.count("data:image/png;base64,") == 2 + len(TASKS) and "<title>cli</title>" in text
+    # without predictions the ranking plots are left out, and the report says why
+    (tmp_path / "ev.predictions.csv").unlink()
+    r = CliRunner().invoke(app, ["report", "--evaluation", str(tmp_path / "ev.csv"), "--matrix",
+                                 str(tmp_path / "runs.csv"), "--out", str(tmp_path / "rep2")], catch_exceptions=False)
+    assert r.exit_code == 0, r.stderr
+    text = (tmp_path / "rep2" / "report.html").read_text()
+    assert text.count("data:image/png;base64,") == 2 and "No predictions were given" in text

@@ -1,0 +1,157 @@
+"""TuPaTE and soft-prompt constructions against values computed by hand on small tensors (no training)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from taskrank.estimators import ESTIMATORS, get_estimator
+from taskrank.estimators.tuned import (
+    bigram_similarity, bitfit_layer_vectors, centred, ensemble_mean, layer_average, lora_layer_vectors,
+    max_similarity, normalise_tokens, prefix_layer_vectors, prompt_feature, prompt_flatten, prompt_similarity,
+    prompt_unigram, tupate_embedding,
+)
+from taskrank.store import Artefact
+
+# target prompt P: tokens (3,4) and (1,0) -> unit (.6,.8), (1,0); source prompt Q: (0,2), (0,1) -> (0,1), (0,1)
+P = np.array([[3.0, 4.0], [1.0, 0.0]])
+Q = np.array([[0.0, 2.0], [0.0, 1.0]])
+
+
+def test_tokens_are_normalised_first():
+    np.testing.assert_allclose(normalise_tokens(P), [[0.6, 0.8], [1.0, 0.0]])
+
+
+def test_feature():
+    np.testing.assert_allclose(prompt_feature(P), [0.8, 0.4])
+    # cos((.8,.4), (0,1)) = .4 / sqrt(.8)
+    assert prompt_similarity(P, Q, "feature") == pytest.approx(0.4 / math.sqrt(0.8))
+
+
+def test_unigram():
+    np.testing.assert_allclose(prompt_unigram(P), [0.7, 0.5])
+    # cos((.7,.5), (.5,.5)) = .6 / (sqrt(.74) * sqrt(.5))
+    assert prompt_similarity(P, Q, "unigram") == pytest.approx(0.6 / (math.sqrt(0.74) * math.sqrt(0.5)))
+
+
+def test_flatten():
+    np.testing.assert_allclose(prompt_flatten(P), [0.6, 0.8, 1.0, 0.0])
+    # (.6,.8,1,0) . (0,1,0,1) = .8; both norms sqrt(2)
+    assert prompt_similarity(P, Q, "flatten") == pytest.approx(0.4)
+
+
+def test_bigram_pairs_adjacent_tokens():
+    # three tokens: bigrams (t0,t1) and (t2, zeros)
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    b = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # pair 1: (1,0,0,1).(1,0,1,0) = 1, norms sqrt2 -> .5 ; pair 2: (1,0,0,0).(0,1,0,0) = 0
+    assert bigram_similarity(a, b) == pytest.approx(0.25)
+    # with unit tokens and an even length BIGRAM equals FLATTEN (the mean token-wise cosine)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    assert prompt_similarity(x, y, "bigram") == pytest.approx(prompt_similarity(x, y, "flatten"))
+
+
+def test_max_is_asymmetric():
+    # each source token (0,1) best matches target token (.6,.8): .8 ; each target token's best: .8 and 0
+    assert prompt_similarity(P, Q, "max") == pytest.approx(0.8)
+    assert prompt_similarity(P, Q, "max", direction="target") == pytest.approx(0.4)
+    assert max_similarity(Q, P) == pytest.approx(0.8)
+
+
+def test_lora_layer_vectors_concatenate_a_and_b_then_average():
+    prefix = "encoder.base_model.model.encoder.layer"
+    state = {
+        f"{prefix}.0.attention.self.query.lora_A.default.weight": np.array([[1.0, 2.0]]),
+        f"{prefix}.0.attention.self.query.lora_B.default.weight": np.array([[3.0], [4.0]]),
+        f"{prefix}.0.attention.self.value.lora_A.default.weight": np.array([[5.0, 6.0]]),
+        f"{prefix}.0.attention.self.value.lora_B.default.weight": np.array([[7.0], [8.0]]),
+        f"{prefix}.1.attention.self.query.lora_A.default.weight": np.array([[0.0, 0.0]]),
+        f"{prefix}.1.attention.self.query.lora_B.default.weight": np.array([[1.0], [1.0]]),
+        f"{prefix}.1.attention.self.value.lora_A.default.weight": np.array([[2.0, 2.0]]),
+        f"{prefix}.1.attention.self.value.lora_B.default.weight": np.array([[3.0], [3.0]]),
+        "head.weight": np.array([[9.0, 9.0]]),
+    }
+    layers = lora_layer_vectors(state)
+    np.testing.assert_allclose(layers, [[1, 2, 3, 4, 5, 6, 7, 8], [0, 0, 1, 1, 2, 2, 3, 3]])
+    np.testing.assert_allclose(tupate_embedding(state, "lora", 2), [0.5, 1, 2, 2.5, 3.5, 4, 5, 5.5])
+
+
+def test_bitfit_layer_vectors_leave_out_non_layer_biases():
+    state = {
+        "encoder.embeddings.LayerNorm.bias": np.array([100.0]),
+        "encoder.encoder.layer.0.attention.self.query.bias": np.array([1.0, 2.0]),
+        "encoder.encoder.layer.0.output.LayerNorm.bias": np.array([3.0]),
+        "encoder.encoder.layer.1.attention.self.query.bias": np.array([5.0, 6.0]),
+        "encoder.encoder.layer.1.output.LayerNorm.bias": np.array([7.0]),
+        "encoder.pooler.dense.bias": np.array([100.0]),
+        "head.bias": np.array([100.0]),
+    }
+    np.testing.assert_allclose(bitfit_layer_vectors(state), [[1, 2, 3], [5, 6, 7]])
+    np.testing.assert_allclose(tupate_embedding(state, "bitfit", 2), [3, 4, 5])
+
+
+def test_prefix_averaged_over_positions_then_layers():
+    # 2 positions, 2 layers x [key(1); value(1)]: mean over positions (2,3,4,5) -> layers (2,3), (4,5) -> (3,4)
+    prefix = np.array([[1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0]])
+    np.testing.assert_allclose(prefix_layer_vectors(prefix, 2), [[2, 3], [4, 5]])
+    state = {"encoder.prompt_encoder.default.embedding.weight": prefix, "head.bias": np.zeros(2)}
+    np.testing.assert_allclose(tupate_embedding(state, "prefix", 2), [3, 4])
+    np.testing.assert_allclose(layer_average([[1, 2], [3, 4], [5, 9]]), [3, 5])
+
+
+def test_ensemble_is_the_mean_similarity():
+    np.testing.assert_allclose(ensemble_mean([np.array([1.0, 0.0]), np.array([0.5, 0.5]), np.array([0.0, 1.0])]),
+                               [0.5, 0.5])
+
+
+def test_centring_options():
+    t, s = np.array([1.0, 0.0]), np.array([[0.0, 1.0], [2.0, 2.0]])
+    ct, cs = centred(t, s, "pool")  # mean (1, 1)
+    np.testing.assert_allclose(ct, [0, -1])
+    np.testing.assert_allclose(cs, [[-1, 0], [1, 1]])
+    it, is_ = centred(t, s, "init", np.array([1.0, -1.0]), np.array([[0.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(it, [0, 1])
+    np.testing.assert_allclose(is_, [[0, 1], [1, 1]])
+
+
+def _artefact(name, **tensors):
+    return Artefact({k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()}, {"task": name})
+
+
+def test_tupate_scores_with_and_without_centring():
+    target = _artefact("t", embedding=[1.0, 0.0], init_embedding=[0.0, 0.0])
+    sources = [_artefact("a", embedding=[0.0, 1.0], init_embedding=[0.0, 0.0]),
+               _artefact("b", embedding=[2.0, 2.0], init_embedding=[1.0, 1.0])]
+    plain = get_estimator("tupate-bitfit").score(target, sources)
+    np.testing.assert_allclose(plain, [0.0, 1 / math.sqrt(2)])
+    pooled = get_estimator("tupate-bitfit", centre="pool").score(target, sources)
+    np.testing.assert_allclose(pooled, [0.0, -1 / math.sqrt(2)])  # (0,-1).(-1,0) = 0 ; (0,-1).(1,1)
+    init = get_estimator("tupate-bitfit", centre="init").score(target, sources)
+    np.testing.assert_allclose(init, [0.0, 1 / math.sqrt(2)])
+
+
+def test_prompt_estimators_share_one_artefact_and_score_by_construction():
+    names = ["prompt-feature", "prompt-unigram", "prompt-flatten", "prompt-bigram", "prompt-max"]
+    ids = {get_estimator(n, direction="target" if n == "prompt-max" else "source").artefact_id for n in names}
+    assert len(ids) == 1 and ids.pop().startswith("prompt-")
+    assert get_estimator("prompt-max", seed=1).artefact_id != get_estimator("prompt-max").artefact_id
+    target, source = _artefact("t", prompt=P, init_prompt=np.zeros_like(P)), _artefact("s", prompt=Q, init_prompt=np.zeros_like(Q))
+    expected = {"prompt-feature": 0.4 / math.sqrt(0.8), "prompt-flatten": 0.4, "prompt-max": 0.8}
+    for name, value in expected.items():
+        assert get_estimator(name).score(target, [source])[0] == pytest.approx(value)
+    assert get_estimator("prompt-max", direction="target").score(target, [source])[0] == pytest.approx(0.4)
+
+
+def test_tuned_estimators_registered_with_checkpoint_parameter():
+    for name in ["tupate-lora", "tupate-bitfit", "tupate-prefix", "tupate-ensemble", "prompt-feature",
+                 "prompt-unigram", "prompt-flatten", "prompt-bigram", "prompt-max"]:
+        assert name in ESTIMATORS
+        assert get_estimator(name).checkpoint == "early"
+    ensemble = get_estimator("tupate-ensemble", checkpoint="best")
+    assert [m.name for m in ensemble.members] == ["tupate-lora", "tupate-bitfit", "tupate-prefix"]
+    assert all(m.checkpoint == "best" for m in ensemble.members)
+    assert get_estimator("tupate-lora", checkpoint="best").artefact_id != get_estimator("tupate-lora").artefact_id
+    assert get_estimator("tupate-lora", centre="pool").artefact_id == get_estimator("tupate-lora").artefact_id
+    with pytest.raises(ValueError, match="checkpoint"):
+        get_estimator("tupate-lora", checkpoint="late")

@@ -418,7 +418,7 @@ def _logme_mapped(b: np.ndarray, q: np.ndarray, yy: np.ndarray, n: int) -> float
 def _logme_mapped_rank_space(b: np.ndarray, q: np.ndarray, rest: np.ndarray, n: int) -> np.ndarray:
     """LogME of a batch of maps when rank(G) = r < D_out (e.g. N < D): eigen-decompose B^T B (r x r)
     instead; x = P^T q are y's coordinates along the mapped features' principal directions."""
-    s, p = np.linalg.eigh(np.einsum("kmi,kmj->kij", b, b))
+    s, p = np.linalg.eigh(np.matmul(b.transpose(0, 2, 1), b))
     x = np.einsum("kri,rc->kci", p, q)
     return _evidence_from_spectrum(_clean_eigenvalues(s, b.shape[2]), x * x, n, rest=rest).mean(-1)
 

@@ -98,7 +98,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def child_taskrank(root: Path, k: int, batch_size: int) -> dict:
+def child_taskrank(root: Path, k: int, batch_size: int, threads: int | None) -> dict:
     sys.path.insert(0, str(REPO / "src"))
     from safetensors.numpy import load_file
 
@@ -120,9 +120,14 @@ def child_taskrank(root: Path, k: int, batch_size: int) -> dict:
 
     setup_rss = peak_rss_mb()
     t0, c0 = time.perf_counter(), time.process_time()
-    scores = score_linear_maps(emb, y, Maps("model.weight"), Maps("model.bias"), batch_size=batch_size)
+    scores = score_linear_maps(
+        emb, y, Maps("model.weight"), Maps("model.bias"), batch_size=batch_size, threads=threads
+    )
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
+    from taskrank.estimators.logme import _thread_count
+
     return {
+        "threads": f"{_thread_count(threads)} (maps side by side in threads; BLAS 1 thread, set by taskrank)",
         "scores": scores.tolist(),
         "load_s": None,
         "score_s": total,
@@ -132,7 +137,7 @@ def child_taskrank(root: Path, k: int, batch_size: int) -> dict:
     }
 
 
-def child_hfselect(root: Path, k: int, threads: int) -> dict:
+def child_hfselect(root: Path, k: int, threads: str) -> dict:
     import torch
     from safetensors.torch import load_file
 
@@ -140,7 +145,13 @@ def child_hfselect(root: Path, k: int, threads: int) -> dict:
     from hfselect.esm import ESM
     from hfselect.logme import LogME
 
-    torch.set_num_threads(threads)
+    if threads != "default":  # else as hfselect leaves it: torch's default (the cores) and BLAS's own
+        torch.set_num_threads(int(threads))
+    import numba
+
+    used = f"{threads}: torch {torch.get_num_threads()}, numba {numba.config.NUMBA_NUM_THREADS}, " + (
+        "OpenBLAS/OMP default (cores)" if threads == "default" else f"OpenBLAS/OMP/MKL {threads}"
+    )
     emb = torch.from_numpy(np.load(root / "target.npy"))
     y = np.load(root / "labels.npy")
     n, d = emb.shape
@@ -179,6 +190,7 @@ def child_hfselect(root: Path, k: int, threads: int) -> dict:
     scores = esm_logme.compute_scores(Target(), torch.nn.Identity(), esms, tokenizer=None, batch_size=128)
     score_s, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
+        "threads": used,
         "scores": [float(s) for s in scores],
         "load_s": load_s,
         "score_s": score_s,
@@ -189,19 +201,26 @@ def child_hfselect(root: Path, k: int, threads: int) -> dict:
     }
 
 
-def run_child(python: str, method: str, root: Path, k: int, args) -> dict:
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        env[var] = str(args.threads)
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+def run_child(python: str, method: str, root: Path, k: int, args, threads: str) -> dict:
+    """One side in a fresh process.  taskrank: ``threads`` maps at a time (it sets BLAS to one thread
+    itself); hfselect: ``threads`` = "default" leaves every threading setting as it is, a number sets
+    torch, OpenBLAS/OMP/MKL and numba to it."""
+    env = {key: val for key, val in os.environ.items() if key not in THREAD_VARS}
+    if method == "hfselect" and threads != "default":
+        env.update({var: threads for var in THREAD_VARS})
     env["TQDM_DISABLE"] = "1"
     cmd = [python, str(Path(__file__).resolve()), "--child", method, "--root", str(root), "--k", str(k)]
-    cmd += ["--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+    cmd += ["--child-threads", threads, "--batch-size", str(args.batch_size)]
     load_before = os.getloadavg()[0]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{method} child failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["loadavg_1min_before"] = load_before
+    out["loadavg_1min_after"] = os.getloadavg()[0]
     return out
 
 
@@ -225,8 +244,24 @@ def main(argv=None) -> int:
     p.add_argument("--ks", type=int, nargs="+", default=[100, 500, 1500])
     p.add_argument("--n", type=int, default=1000, help="target examples (default 1000, as in the ESM paper)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="BLAS/torch/numba threads on both sides (default 1)")
-    p.add_argument("--batch-size", type=int, default=16, help="taskrank maps held at a time")
+    p.add_argument(
+        "--taskrank-threads", default="default", help="maps scored at once by taskrank (default: its own, the cores)"
+    )
+    p.add_argument(
+        "--hfselect-threads",
+        nargs="+",
+        default=["default", "1"],
+        help="hfselect configurations: 'default' (its own threading: torch and BLAS on every core) and/or a "
+        "number of torch/BLAS/numba threads (default: default 1)",
+    )
+    p.add_argument(
+        "--hfselect-default-max-k",
+        nargs="*",
+        default=["384=100", "768=10"],
+        metavar="DIM=K",
+        help="cap K for hfselect's default-threading runs (extrapolated above), which thrash on a loaded machine",
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="taskrank maps read at a time")
     p.add_argument("--hfselect-python", default=str(HERE / ".venv-hfselect" / "bin" / "python"))
     p.add_argument(
         "--hfselect-max-k",
@@ -244,19 +279,22 @@ def main(argv=None) -> int:
     p.add_argument("--child", choices=["taskrank", "hfselect"], help=argparse.SUPPRESS)
     p.add_argument("--root", help=argparse.SUPPRESS)
     p.add_argument("--k", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--child-threads", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.child:
         root = Path(args.root)
         if args.child == "taskrank":
-            res = child_taskrank(root, args.k, args.batch_size)
+            threads = None if args.child_threads == "default" else int(args.child_threads)
+            res = child_taskrank(root, args.k, args.batch_size, threads)
         else:
-            res = child_hfselect(root, args.k, args.threads)
+            res = child_hfselect(root, args.k, args.child_threads)
         res["peak_rss_mb"] = peak_rss_mb()
         print(json.dumps(res))
         return 0
 
     caps = parse_caps(args.hfselect_max_k)
+    default_caps = parse_caps(args.hfselect_default_max_k)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     out_dir = Path(args.out_dir)
@@ -274,40 +312,52 @@ def main(argv=None) -> int:
         print(f"d={d}: inputs ready ({time.perf_counter() - t0:.1f} s)", flush=True)
         disk[d] = disk_per_esm(work, d)
         root = work / f"d{d}"
-        hf_done: dict[int, dict] = {}
+        hf_done: dict[tuple[str, int], dict] = {}
         for k in args.ks:
-            tr = run_child(sys.executable, "taskrank", root, k, args)
-            rows.append(dict(d=d, K=k, method="taskrank", k_run=k, extrapolated=False, **_timing(tr, k)))
-            print(_line(rows[-1]), flush=True)
+            tr = run_child(sys.executable, "taskrank", root, k, args, args.taskrank_threads)
+            tr_row = dict(d=d, K=k, method="taskrank", k_run=k, extrapolated=False, **_timing(tr, k))
+            rows.append(tr_row)
+            print(_line(tr_row), flush=True)
             if args.skip_hfselect:
                 continue
-            k_hf = min(k, caps.get(d, k))
-            hf = hf_done.get(k_hf) or run_child(args.hfselect_python, "hfselect", root, k_hf, args)
-            hf_done[k_hf] = hf
-            row = dict(d=d, K=k, method="hfselect-0.2.1", k_run=k_hf, extrapolated=k_hf < k, **_timing(hf, k_hf))
-            rows.append(row)
-            rows[-1]["jit_s"] = hf.get("jit_s")
-            print(_line(rows[-1]), flush=True)
-            a = np.asarray(tr["scores"][:k_hf])
-            b = np.asarray(hf["scores"])
-            tau = kendalltau(a, b)
-            agreement.append(
-                dict(
-                    d=d,
-                    K=k,
-                    k_compared=k_hf,
-                    kendall_tau=float(tau.statistic),
-                    same_top1=bool(np.argmax(a) == np.argmax(b)),
-                    max_abs_diff=float(np.max(np.abs(a - b))),
-                    speedup_wall=rows[-1]["s_per_source"] / rows[-2]["s_per_source"],
-                    speedup_cpu=rows[-1]["cpu_s_per_source"] / rows[-2]["cpu_s_per_source"],
+            for threads in args.hfselect_threads:
+                cap = default_caps.get(d, k) if threads == "default" else k
+                k_hf = min(k, caps.get(d, k), cap)
+                hf = hf_done.get((threads, k_hf)) or run_child(
+                    args.hfselect_python, "hfselect", root, k_hf, args, threads
                 )
-            )
-            print(
-                f"    Kendall tau {tau.statistic:.4f}; taskrank faster per source x{agreement[-1]['speedup_cpu']:.1f} "
-                f"(CPU time), x{agreement[-1]['speedup_wall']:.1f} (wall)",
-                flush=True,
-            )
+                hf_done[(threads, k_hf)] = hf
+                row = dict(
+                    d=d, K=k, method=f"hfselect-0.2.1 [threads {threads}]", k_run=k_hf, extrapolated=k_hf < k,
+                    **_timing(hf, k_hf),
+                )
+                row["jit_s"] = hf.get("jit_s")
+                row["speedup_wall"] = row["s_per_source"] / tr_row["s_per_source"]
+                row["speedup_cpu"] = row["cpu_s_per_source"] / tr_row["cpu_s_per_source"]
+                rows.append(row)
+                print(_line(row), flush=True)
+                a = np.asarray(tr["scores"][:k_hf])
+                b = np.asarray(hf["scores"])
+                tau = kendalltau(a, b)
+                row["kendall_tau"] = float(tau.statistic)
+                agreement.append(
+                    dict(
+                        d=d,
+                        K=k,
+                        hfselect_threads=threads,
+                        k_compared=k_hf,
+                        kendall_tau=float(tau.statistic),
+                        same_top1=bool(np.argmax(a) == np.argmax(b)),
+                        max_abs_diff=float(np.max(np.abs(a - b))),
+                        speedup_wall=row["speedup_wall"],
+                        speedup_cpu=row["speedup_cpu"],
+                    )
+                )
+                print(
+                    f"    Kendall tau {tau.statistic:.4f}; taskrank faster per source x{row['speedup_wall']:.1f} (wall), "
+                    f"x{row['speedup_cpu']:.1f} (CPU time)",
+                    flush=True,
+                )
 
     meta = {
         "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
@@ -315,9 +365,17 @@ def main(argv=None) -> int:
         "wall_s": time.time() - started,
         "n_target": args.n,
         "classes": CLASSES,
-        "threads": args.threads,
+        "taskrank_threads": args.taskrank_threads,
+        "hfselect_threads": args.hfselect_threads,
         "taskrank_batch_size": args.batch_size,
         "hfselect_caps": caps,
+        "hfselect_default_threads_caps": default_caps,
+        "threads_note": "each row's 'threads' says what that side ran with. hfselect 'default' is its own threading "
+        "(torch and OpenBLAS on every core), '1' is torch/BLAS/numba at one thread. On a loaded machine multi-threaded "
+        "OpenBLAS/torch thrash (threads spin waiting for each other), so hfselect's default is far slower than its "
+        "single-threaded run there; the speed-up against the faster hfselect configuration is the conservative one. "
+        "The kernel groups CPU time by session (autogroup), so under load a side's extra threads do not get it "
+        "more CPU: wall time follows CPU time",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "inputs": "synthetic (fixed seed), see the module docstring",
         "seconds_per_source": "(load + score) / maps scored, wall clock (s_per_source) and CPU time of the side's "
@@ -331,22 +389,17 @@ def main(argv=None) -> int:
     result = {"meta": meta, "rows": rows, "agreement": agreement, "disk_bytes_per_esm": {str(k): v for k, v in disk.items()}}
     (out_dir / "esm_logme_speed.json").write_text(json.dumps(result, indent=2))
     with open(out_dir / "esm_logme_speed.csv", "w", newline="") as fh:
-        fields = ["d", "K", "method", "k_run", "extrapolated", "load_s", "score_s", "total_s", "s_per_source",
-                  "cpu_s_per_source", "peak_rss_mb", "setup_rss_mb", "jit_s", "loadavg_1min_before",
-                  "kendall_tau", "speedup_cpu", "speedup_wall",
+        fields = ["d", "K", "method", "threads", "k_run", "extrapolated", "load_s", "score_s", "total_s",
+                  "s_per_source", "cpu_s_per_source", "peak_rss_mb", "setup_rss_mb", "jit_s", "loadavg_1min_before",
+                  "loadavg_1min_after", "kendall_tau", "speedup_wall", "speedup_cpu",
                   "disk_float32_bytes", "disk_float16_bytes"]  # fmt: skip
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        agree = {(a["d"], a["K"]): a for a in agreement}
         for row in rows:
             extra = {
                 "disk_float32_bytes": disk[row["d"]]["float32"],
                 "disk_float16_bytes": disk[row["d"]]["float16"],
             }
-            if row["method"] != "taskrank" and (row["d"], row["K"]) in agree:
-                extra["kendall_tau"] = agree[(row["d"], row["K"])]["kendall_tau"]
-                extra["speedup_cpu"] = agree[(row["d"], row["K"])]["speedup_cpu"]
-                extra["speedup_wall"] = agree[(row["d"], row["K"])]["speedup_wall"]
             writer.writerow({**row, **extra})
     print(f"wrote {out_dir / 'esm_logme_speed.json'} and .csv ({time.time() - started:.0f} s)")
     if not args.keep_work_dir:
@@ -356,6 +409,7 @@ def main(argv=None) -> int:
 
 def _timing(res: dict, k: int) -> dict:
     return {
+        "threads": res.get("threads"),
         "load_s": res.get("load_s"),
         "score_s": res["score_s"],
         "total_s": res["total_s"],
@@ -364,13 +418,14 @@ def _timing(res: dict, k: int) -> dict:
         "peak_rss_mb": res["peak_rss_mb"],
         "setup_rss_mb": res["setup_rss_mb"],
         "loadavg_1min_before": res["loadavg_1min_before"],
+        "loadavg_1min_after": res["loadavg_1min_after"],
     }
 
 
 def _line(row: dict) -> str:
     ext = f" (measured at K={row['k_run']}, extrapolated)" if row["extrapolated"] else ""
     return (
-        f"  d={row['d']:4d} K={row['K']:5d} {row['method']:15s} {row['s_per_source'] * 1e3:8.2f} ms/source wall, "
+        f"  d={row['d']:4d} K={row['K']:5d} {row['method']:34s} {row['s_per_source'] * 1e3:8.2f} ms/source wall, "
         f"{row['cpu_s_per_source'] * 1e3:8.2f} ms CPU, "
         f"peak RSS {row['peak_rss_mb']:7.0f} MB{ext}"
     )

@@ -81,3 +81,29 @@ def test_unknown_method_and_pool_are_one_line_errors(isolated_cache):
     assert result.exit_code == 2 and "unknown method 'nope'" in result.stderr
     result = invoke("rank", "--target", EXAMPLE, "--pool", "/nonexistent/pool")
     assert result.exit_code == 2 and "not a taskrank pool" in result.stderr
+
+
+def default_pool_methods() -> list[str]:
+    """Every listed method whose artefacts (or whose members' artefacts) ship in the default pool."""
+    from taskrank.estimators import get_estimator
+    from taskrank.pool import Pool, with_members
+
+    pool = Pool.open("default")
+    usable = []
+    for name in json.loads(invoke("methods", "--format", "json").stdout):
+        members = with_members([get_estimator(name)])
+        if all(pool.store.has(m.artefact_id, m.model.model_id, pool.tasks[0]["fingerprint"]) for m in members):
+            usable.append(name)
+    return usable
+
+
+def test_default_pool_covers_the_cheap_methods():
+    assert {"random", "size", "textemb", "semb", "roe", "esm-logme", "taskshop:roe"} <= set(default_pool_methods())
+
+
+@pytest.mark.parametrize("method", default_pool_methods())
+def test_every_default_pool_method_ranks_the_example(method, isolated_cache):
+    result = invoke("rank", "--target", EXAMPLE, "--method", method, "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 17 and all(r["score"] == r["score"] for r in rows)  # no NaN

@@ -57,11 +57,12 @@ def _print_table(df, title: str | None = None) -> None:
     from rich.table import Table
 
     table = Table(title=title)
+    console = Console() if Console().is_terminal else Console(width=200)  # piped: do not cut columns
     for col in df.columns:
         table.add_column(str(col), justify="right" if df[col].dtype.kind in "if" else "left")
     for row in df.itertuples(index=False):
         table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
-    Console().print(table)
+    console.print(table)
 
 
 def _emit(df, fmt: Format, title: str | None = None) -> None:
@@ -227,7 +228,7 @@ def transfer_export(
         pairs = pair_table(runs)
         if matrix:
             pairs.to_csv(matrix, index=False)
-        if heatmap:
+        if heatmap and not pairs.empty:
             plot_heatmap(pairs, heatmap)
     typer.echo(f"{len(runs)} runs -> {out}", err=True)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .estimators import Estimator
+from .estimators import Composite, Estimator
 from .progress import track
 from .store import Artefact, ArtefactError, Store, atomic_write, url_to_fs
 from .tasks import Task
@@ -20,6 +20,14 @@ POOL_FILE = "pool.json"
 
 class PoolError(ValueError):
     pass
+
+
+def with_members(estimators: list[Estimator]) -> list[Estimator]:
+    """The estimators that have artefacts: composites replaced by their members, recursively."""
+    out = []
+    for estimator in estimators:
+        out += with_members(estimator.members) if isinstance(estimator, Composite) else [estimator]
+    return out
 
 
 class Pool:
@@ -64,8 +72,9 @@ class Pool:
         return out
 
     def add(self, task: Task, estimators: list[Estimator]) -> None:
-        """Prepare what is missing for one task and record its metadata (resumable)."""
-        for estimator in estimators:
+        """Prepare what is missing for one task and record its metadata (resumable); a composite
+        (ensemble, TaskShop) has its members prepared."""
+        for estimator in with_members(estimators):
             key = (estimator.artefact_id, estimator.model.model_id, task.fingerprint)
             if not self.store.has(*key):
                 self.store.save(*key, estimator.prepare(task))

@@ -15,22 +15,29 @@ which matters when N < D:
   eigenvalues only.  Summing log(alpha + beta sigma) over the non-zero sigma alone (as the public
   code does) leaves a spurious (D - rank)/2 log alpha in the score.
 * The alpha/beta fixed point runs until lambda changes by less than 1e-12 relatively (the public
-  code stops after 11-50 steps at 1e-3, far from converged when N < D).  Where plain iteration
-  crawls (its rate tends to 1 on a nearly flat evidence, typical for N < D) the same fixed point is
-  found by bisection on the sign of (step(lambda) - lambda), which is the sign of the slope.
+  code stops after 11-50 steps at 1e-3, far from converged when N < D).  It is solved by a
+  safeguarded Newton's method on log step(lambda) - log lambda, whose sign is the sign of the
+  evidence's slope: from the same start (the mean eigenvalue) it reaches the maximum that the plain
+  iteration lambda <- step(lambda) heads for, in 4-8 steps where the plain iteration crawls for
+  hundreds or thousands (its rate tends to 1 on a nearly flat evidence, typical for N < D).
 * When N < D the features can interpolate the labels and the supremum may lie at lambda -> 0; we
   follow the fixed point there and report the limit, using the best beta for the final lambda.
 
 ``score_linear_maps`` scores many linear maps (Embedding Space Maps) of one target without ever
 forming the mapped N x D_out features: with G = [F, 1] and W' = [W, b], the mapped Gram matrix is
 W' (G^T G) W'^T and the mapped F^T y is W' (G^T y), so per map the work is one D_out x D_out
-symmetric problem whatever N is — and only its tridiagonal form is needed, not its eigenvectors
-(see ``_logme_mapped``).
+symmetric problem whatever N is — and only its tridiagonal form is needed, neither its
+eigenvectors nor, mostly, its eigenvalues (see ``_logme_mapped``).  Maps are scored side by side
+in threads (LAPACK releases the GIL), each with single-threaded BLAS.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 from scipy.linalg import blas, lapack
@@ -99,12 +106,60 @@ def _as_targets(labels, n: int, regression: bool) -> np.ndarray:
 # the fixed point
 #
 # With d_i = 1 / (lambda + sigma_i) over the m eigenvalues at hand (m <= n):
-#   n - gamma = (n - m) + sum lambda d_i          (written so, it has no cancellation as gamma -> n)
+#   gamma     = sum sigma_i d_i,  n - gamma = (n - m) + sum lambda d_i   (both free of cancellation)
 #   |m|^2     = sum z_i^2 d_i^2                   (posterior mean of w)
 #   res       = |y - F m|^2
-#   lambda   <- alpha / beta = (gamma / |m|^2) / ((n - gamma) / res)
+#   lambda   <- step(lambda) = alpha / beta = (gamma / |m|^2) / ((n - gamma) / res)
 # and at the end the evidence per example with beta = n / (res + lambda |m|^2) (best for lambda):
 #   [n/2 log beta - 1/2 sum log1p(sigma / lambda) - n/2 - n/2 log 2 pi] / n.
+#
+# The fixed point is the root of h(u) = log step(e^u) - u, u = log lambda; h has the sign of the
+# evidence's slope.  Its derivative needs one more sum, m3 = sum z_i^2 d_i^3:
+#   d gamma = -sum sigma_i d_i^2,  d |m|^2 = -2 m3,  d res = 2 lambda m3   (per d lambda),
+#   h'(u) = lambda (d gamma / gamma + d gamma / (n - gamma) + 2 m3 / |m|^2 + d res / res) - 1.
+
+
+def _fixed_point(evaluate, lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_iter: int = 100):
+    """Roots of h(log lambda) for many columns at once, by Newton's method in u = log lambda.
+
+    ``evaluate(lam, idx)`` returns (h, h') for the columns ``idx`` at ``lam``.  Safeguards: the sign
+    of h brackets the root (h > 0: it lies above), a Newton step is taken only downhill in h (h' < 0,
+    a maximum of the evidence) and inside the bracket, else the plain step u + h (the classic
+    fixed-point iteration, clipped to [lo, hi]) if inside, else bisection.  From the same start it
+    reaches the fixed point that the plain iteration heads for, in 4-8 steps where that takes 10 to
+    thousands (its rate tends to 1 on a flat evidence), and ends at lo or hi where the evidence keeps
+    rising to the edge of the range.  Stops, as the plain iteration, when lambda changes by at most
+    1e-12 relatively.  Returns (lambda, converged).
+    """
+    lam = np.array(lam, dtype=np.float64)
+    u = np.log(lam)
+    log_lo, log_hi = np.log(lo), np.log(hi)
+    u_lo, u_hi = log_lo.copy(), log_hi.copy()
+    idx = np.arange(lam.size)
+    for _ in range(max_iter):
+        if idx.size == 0:
+            break
+        h, dh = evaluate(lam[idx], idx)
+        ui = u[idx]
+        lo_i = u_lo[idx] = np.where(h > 0, ui, u_lo[idx])
+        hi_i = u_hi[idx] = np.where(h < 0, ui, u_hi[idx])
+        downhill = dh < 0
+        newton = ui - h / np.where(downhill, dh, -1.0)
+        plain = np.minimum(np.maximum(ui + h, log_lo[idx]), log_hi[idx])
+        new = np.where((plain >= lo_i) & (plain <= hi_i), plain, 0.5 * (lo_i + hi_i))
+        new = np.where(downhill & (newton >= lo_i) & (newton <= hi_i), newton, new)
+        lam_new = np.exp(new)
+        done = np.abs(lam_new - lam[idx]) <= _RTOL * lam[idx]
+        lam[idx], u[idx] = lam_new, new
+        idx = idx[~done]
+    return lam, idx.size == 0
+
+
+def _h_and_slope(lam, n, m, gamma, n_gamma, dgamma, m2, m3, res, dres):
+    """h = log step(lambda) - log lambda and dh / d log lambda (see above), vectorised."""
+    h = np.log(gamma * res / (n_gamma * m2)) - np.log(lam)
+    dh = lam * (dgamma / gamma + dgamma / n_gamma + 2.0 * m3 / m2 + dres / res) - 1.0
+    return h, dh
 
 
 def _clean_eigenvalues(s: np.ndarray, size: int) -> np.ndarray:
@@ -162,7 +217,7 @@ def _evidence_from_spectrum(
             res = b + (ww * (lam * d) ** 2).sum(-1)
         else:  # the difference can round below zero for a near-perfect fit
             res = np.maximum(b - (zz * (2.0 * lam + s) * d * d).sum(-1), tot * _EPS)
-        return n_gamma, m2, res
+        return n_gamma, m2, res, d
 
     # iterate only the columns that have not converged, flattened to (columns, m)
     shape = base.shape
@@ -177,97 +232,199 @@ def _evidence_from_spectrum(
     positive = (sig_f > 0).sum(-1)
     lam = np.where(positive > 0, sig_f.sum(-1) / np.maximum(positive, 1), 1.0)  # mean non-zero sigma
 
-    def step(lam_, i):  # alpha / beta = (gamma / |m|^2) / ((n - gamma) / res)
-        n_gamma, m2, res = parts(lam_, sig_f[i], z2_f[i], w_f[i], base_f[i], total_f[i])
-        return (n - n_gamma) * res / (n_gamma * m2)
+    def evaluate(lam_, i):
+        s, zz, tot = sig_f[i], z2_f[i], total_f[i]
+        n_gamma, m2, res, d = parts(lam_, s, zz, w_f[i], base_f[i], tot)
+        sd = s * d
+        gamma = sd.sum(-1)
+        dgamma = -(sd * d).sum(-1)
+        m3 = (zz * d * d * d).sum(-1)
+        floored = ~exact & (res <= tot * _EPS)
+        dres = np.where(floored, 0.0, 2.0 * lam_ * m3)
+        return _h_and_slope(lam_, n, m, gamma, n_gamma, dgamma, m2, m3, res, dres)
 
     idx = np.flatnonzero(flat(has_signal))
-    for _ in range(max_iter):
-        if idx.size == 0:
-            break
-        cur = lam[idx]
-        new = np.clip(step(cur, idx), lo[idx], hi[idx])
-        lam[idx] = new
-        idx = idx[np.abs(new - cur) > _RTOL * cur]
     if idx.size:
-        lam[idx] = _bisect_fixed_point(step, lam[idx], idx, lo[idx], hi[idx])
+        lam[idx], _ = _fixed_point(lambda l_, j: evaluate(l_, idx[j]), lam[idx], lo[idx], hi[idx], max_iter)
 
     lam = np.where(has_signal, lam.reshape(shape), 1.0)
-    _, m2, res = parts(lam, sig, z2, w, base, total)
+    _, m2, res, _ = parts(lam, sig, z2, w, base, total)
     with np.errstate(divide="ignore"):
         logdet = np.log1p(sig / lam[..., None]).sum(-1)
         ev = 0.5 * np.log(n / (res + lam * m2)) - 0.5 * logdet / n - 0.5 - 0.5 * _LOG_2PI
     return np.where(has_signal, ev, _no_signal_evidence(n, total))
 
 
-def _bisect_fixed_point(step, lam, idx, lo, hi):
-    """Where plain iteration crawls (rate near 1: nearly flat evidence, typically N < D heading for
-    lambda -> 0), locate the same fixed point by bisection in log lambda.  step(lambda) - lambda has
-    the sign of the evidence's slope, so from the current lambda we bracket towards where the
-    iteration was heading: a sign change there is the fixed point (to 1e-13 in log lambda), none
-    means the supremum is the boundary (lo or hi, where the evidence is flat to ~1e-13)."""
-    up = step(lam, idx) > lam
-    end = np.where(up, hi, lo)
-    crosses = (step(end, idx) > end) != up
-    a, b = np.log(lam), np.log(end)
-    for _ in range(64):
-        if not crosses.any() or np.max(np.abs(b - a)[crosses]) <= 1e-13:
-            break
-        mid = 0.5 * (a + b)
-        same = (step(np.exp(mid), idx) > np.exp(mid)) == up
-        a = np.where(crosses & same, mid, a)
-        b = np.where(crosses & ~same, mid, b)
-    return np.where(crosses, np.exp(0.5 * (a + b)), end)
-
-
 class _NotPositiveDefinite(ArithmeticError):
     pass
 
 
-def _evidence_tridiagonal(diag, off, w, theta, yy: float, n: int, max_iter: int = 50) -> float | None:
-    """The same fixed point for one column, given A = Q T Q^T (T tridiagonal: ``diag``, ``off``),
-    w = Q^T c and T's cleaned eigenvalues ``theta`` — without T's eigenvectors.
+class _Shifted:
+    """T + lambda_j I for several columns j at once: T (m x m, tridiagonal: ``diag``, ``off``)
+    repeated along the diagonal of one block-diagonal tridiagonal matrix (zero coupling between the
+    blocks, so LAPACK's O(k m) LDL^T factorisation and solves treat each block exactly as alone)."""
 
-    The c-dependent sums are rational functions of lambda that a tridiagonal solve gives exactly:
-    x = (T + lambda)^-1 w has w.x = sum z^2 d and x.x = sum z^2 d^2 = |m|^2.  Each step is O(m)
-    (LAPACK dptsv), which saves computing eigenvectors of T.  Returns None if a solve is not
-    positive definite (rounding); the caller then uses the eigenvectors.
-    """
-    m = diag.shape[0]
-    smax = theta.max()
-    if smax <= 0 or not w.any():
-        return float(_no_signal_evidence(n, yy))
-    lo, hi = smax / _LAMBDA_RANGE, smax * _LAMBDA_RANGE
+    def __init__(self, diag, off, w, yy):
+        self.diag, self.m = diag, diag.shape[0]
+        k = w.shape[1]
+        self.off = np.zeros(k * self.m)
+        self.off.reshape(k, self.m)[:, :-1] = off
+        self.w = np.ascontiguousarray(w.T)  # (k, m)
+        self.yy = yy
+        self.floor = yy * _EPS
 
-    def parts(lam):
-        *_, x, info = lapack.dptsv(diag + lam, off, w)
+    def factor(self, lam, i):
+        """LDL^T of the blocks for columns ``i`` at ``lam``: pivots D and multipliers l, (len(i) * m,)."""
+        dd, ll, info = lapack.dpttrf((self.diag + lam[:, None]).ravel(), self.off[: len(i) * self.m - 1])
         if info != 0:
             raise _NotPositiveDefinite
-        m2 = x @ x
-        res = max(yy - w @ x - lam * m2, yy * _EPS)  # = yy - sum z^2 (2 lambda + sigma) d^2
-        return m2, res
+        return dd, ll
 
-    def step(lam):
-        m2, res = parts(lam)
-        n_gamma = (n - m) + lam * np.sum(1.0 / (theta + lam))
-        return (n - n_gamma) * res / (n_gamma * m2)
+    def solve(self, dd, ll, b):
+        x, info = lapack.dpttrs(dd, ll, b)
+        if info != 0:
+            raise _NotPositiveDefinite
+        return x.reshape(-1)
+
+    def sums(self, lam, i, third=True):
+        """Per column: |m|^2 = sum z^2 d^2, m3 = sum z^2 d^3, res (floored at y^T y eps) and whether
+        it was floored, and the factorisation.  With x = (T + lambda)^-1 w: w.x = sum z^2 d, x.x."""
+        dd, ll = self.factor(lam, i)
+        w = self.w[i].reshape(-1)
+        x = self.solve(dd, ll, w)
+        k = len(i)
+        m2 = np.einsum("ij,ij->i", x.reshape(k, -1), x.reshape(k, -1))
+        wx = np.einsum("ij,ij->i", w.reshape(k, -1), x.reshape(k, -1))
+        m3 = None
+        if third:
+            x2 = self.solve(dd, ll, x)
+            m3 = np.einsum("ij,ij->i", x.reshape(k, -1), x2.reshape(k, -1))
+        res = self.yy[i] - wx - lam * m2  # = yy - sum z^2 (2 lambda + sigma) d^2
+        floored = res <= self.floor[i]  # rounded below zero for a near-perfect fit
+        if (m2 <= 0).any():
+            raise _NotPositiveDefinite
+        return m2, m3, np.where(floored, self.floor[i], res), floored, dd, ll
+
+
+def _evidence_tridiagonal_ldl(diag, off, w, yy, n: int, max_iter: int = 100) -> np.ndarray | None:
+    """Evidence per example for every column of ``w`` (m, C) given A = Q T Q^T (T tridiagonal:
+    ``diag``, ``off``) and w = Q^T c, without T's eigenvalues or eigenvectors.
+
+    Every sum over T's eigenvalues theta the fixed point needs is a spectral function of T that
+    the LDL^T factorisation of T + lambda (pivots D_k, multipliers l_k; LAPACK dpttrf, O(m)) gives:
+    log det = sum log D_k; with D'_k = dD_k / dlambda = 1 + l_{k-1}^2 D'_{k-1} (all terms positive)
+    tr (T + lambda)^-1 = sum d = sum D'_k / D_k, so n - gamma = (n - m) + lambda sum d; and with
+    D''_k = l_{k-1}^2 (D''_{k-1} - 2 D'_{k-1}^2 / D_{k-1}) also sum d^2 = sum (D'_k / D_k)^2 -
+    D''_k / D_k for Newton's slope.  The c-dependent sums come from solves as in
+    ``_evidence_tridiagonal``.  This saves the O(m^2) eigenvalues of T (dsterf), the largest cost
+    after the reduction.
+
+    Only where T is certified well inside full rank (smallest eigenvalue >= 1 / tr T^-1 > m^2 eps
+    tr T, so cleaning would drop none) and the fixed point lies well inside the lambda range; else
+    None, and the caller uses T's eigenvalues (same start and same iteration there).
+    """
+    m = diag.shape[0]
+    yy = np.asarray(yy, dtype=np.float64)
+    out = np.array(_no_signal_evidence(n, yy), dtype=np.float64)
+    cols = np.flatnonzero(w.any(axis=0))
+    trace = float(diag.sum())
+    if trace <= 0 or cols.size == 0:
+        return None
+    shifted = _Shifted(diag, off, w[:, cols], yy[cols])
+    band = np.ones((2, cols.size * m), order="F")  # unit lower bidiagonal, band storage: row 1 below
+    ones = np.ones(cols.size * m)
+
+    def derivatives(lam, dd, ll, second=True):
+        """sum d = tr (T + lambda)^-1 and sum d^2 per block, from the pivot recurrences."""
+        k = dd.size // m
+        band[1, : k * m - 1] = -(ll * ll)
+        lb = band[:, : k * m]
+        d1 = blas.dtbsv(1, lb, ones[: k * m], lower=1)  # D' (a new array: ones is kept)
+        r1 = d1 / dd
+        s1 = r1.reshape(k, m).sum(-1)
+        if not second:
+            return s1, None
+        rhs = np.zeros(k * m)
+        rhs[1:] = -2.0 * ll * ll * d1[:-1] * r1[:-1]
+        d2 = blas.dtbsv(1, lb, rhs, lower=1)  # D''
+        s2 = (r1 * r1 - d2 / dd).reshape(k, m).sum(-1)
+        return s1, s2
 
     try:
-        lam = theta.sum() / np.count_nonzero(theta)
-        for _ in range(max_iter):
-            new = min(max(step(lam), lo), hi)
-            converged = abs(new - lam) <= _RTOL * lam
-            lam = new
-            if converged:
-                break
-        else:
-            vector_step = lambda v, _: np.array([step(x) for x in v])  # noqa: E731
-            lam = float(_bisect_fixed_point(vector_step, np.array([lam]), None, lo, hi)[0])
-        m2, res = parts(lam)
+        # full rank, well inside: theta_min >= 1 / tr T^-1 (pivots of T itself)
+        dd, ll, info = lapack.dpttrf(diag, off)
+        if info != 0:
+            return None
+        band[1, : m - 1] = -(ll * ll)
+        inv_trace = float((blas.dtbsv(1, band[:, :m], ones[:m], lower=1) / dd).sum())
+        if not 1.0 / inv_trace > m * m * _EPS * trace:
+            return None
+
+        def evaluate(lam_, i):
+            m2, m3, res, floored, dd_, ll_ = shifted.sums(lam_, i)
+            s1, s2 = derivatives(lam_, dd_, ll_)
+            gamma = m - lam_ * s1
+            n_gamma = (n - m) + lam_ * s1
+            dgamma = -(s1 - lam_ * s2)  # slope only: its rounding does not move the root
+            dres = np.where(floored, 0.0, 2.0 * lam_ * m3)
+            if (gamma <= 0).any():
+                raise _NotPositiveDefinite
+            return _h_and_slope(lam_, n, m, gamma, n_gamma, dgamma, m2, m3, res, dres)
+
+        lo = np.full(cols.size, trace / _LAMBDA_RANGE)  # within [smax / 1e13, smax * 1e13]:
+        hi = np.full(cols.size, trace / m * _LAMBDA_RANGE)  # tr T / m <= smax <= tr T
+        lam, converged = _fixed_point(evaluate, np.full(cols.size, trace / m), lo, hi, max_iter)
+        if not converged or ((lam <= lo * 1e3) | (lam >= hi * 1e-3)).any():
+            return None
+        i = np.arange(cols.size)
+        m2, _, res, _, dd, _ = shifted.sums(lam, i, third=False)
     except _NotPositiveDefinite:
         return None
-    logdet = np.log1p(theta / lam).sum()
-    return float(0.5 * np.log(n / (res + lam * m2)) - 0.5 * logdet / n - 0.5 - 0.5 * _LOG_2PI)
+    logdet = np.log(dd.reshape(cols.size, m) / lam[:, None]).sum(-1)  # sum log1p(theta / lambda)
+    out[cols] = 0.5 * np.log(n / (res + lam * m2)) - 0.5 * logdet / n - 0.5 - 0.5 * _LOG_2PI
+    return out
+
+
+def _evidence_tridiagonal(diag, off, w, theta, yy, n: int, max_iter: int = 100) -> np.ndarray | None:
+    """The same fixed point for every column of ``w`` (m, C), given A = Q T Q^T (T tridiagonal:
+    ``diag``, ``off``), w = Q^T c and T's cleaned eigenvalues ``theta`` — without T's eigenvectors.
+
+    The c-dependent sums are rational functions of lambda that tridiagonal solves give exactly:
+    x = (T + lambda)^-1 w has w.x = sum z^2 d and x.x = sum z^2 d^2 = |m|^2, and one more solve gives
+    x.(T + lambda)^-1 x = sum z^2 d^3 for Newton's step.  Each step is O(m) (LAPACK dpttrf, dpttrs,
+    all columns in one call), which saves computing eigenvectors of T.  Returns (C,) evidence per
+    example, or None if a solve is not positive definite (rounding), the search does not converge
+    or ends at the edge of the lambda range: the caller then uses the eigenvectors.
+    """
+    m = diag.shape[0]
+    smax = float(theta.max())
+    yy = np.asarray(yy, dtype=np.float64)
+    out = np.array(_no_signal_evidence(n, yy), dtype=np.float64)
+    cols = np.flatnonzero(w.any(axis=0))
+    if smax <= 0 or cols.size == 0:
+        return out
+    shifted = _Shifted(diag, off, w[:, cols], yy[cols])
+    lo, hi = np.full(cols.size, smax / _LAMBDA_RANGE), np.full(cols.size, smax * _LAMBDA_RANGE)
+    lam0 = np.full(cols.size, theta.sum() / np.count_nonzero(theta))  # mean non-zero eigenvalue
+
+    def evaluate(lam_, i):
+        m2, m3, res, floored, _, _ = shifted.sums(lam_, i)
+        d = 1.0 / (theta + lam_[:, None])
+        td = theta * d
+        n_gamma = (n - m) + lam_ * d.sum(-1)
+        dres = np.where(floored, 0.0, 2.0 * lam_ * m3)
+        return _h_and_slope(lam_, n, m, td.sum(-1), n_gamma, -(td * d).sum(-1), m2, m3, res, dres)
+
+    try:
+        lam, converged = _fixed_point(evaluate, lam0, lo, hi, max_iter)
+        if not converged or ((lam <= lo * 1e3) | (lam >= hi * 1e-3)).any():
+            return None  # at the edge: the eigenvector path evaluates it without ill-conditioned solves
+        m2, _, res, _, _, _ = shifted.sums(lam, np.arange(cols.size), third=False)
+    except _NotPositiveDefinite:
+        return None
+    logdet = np.log1p(theta / lam[:, None]).sum(-1)
+    out[cols] = 0.5 * np.log(n / (res + lam * m2)) - 0.5 * logdet / n - 0.5 - 0.5 * _LOG_2PI
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,14 +460,20 @@ def score_linear_maps(
     weights: np.ndarray | Sequence[np.ndarray],
     biases: np.ndarray | Sequence[np.ndarray] | None = None,
     regression: bool = False,
-    batch_size: int = 16,
+    batch_size: int = 8,
+    threads: int | None = None,
 ) -> np.ndarray:
     """LogME of ``features @ weights[k].T + biases[k]`` for every k (torch nn.Linear convention).
 
     ``weights``: a (K, D_out, D) array, or any sequence of (D_out, D) arrays (e.g. one that loads
-    each map from disk when indexed); ``biases`` likewise (K, D_out), or None for no bias.  Only
-    ``batch_size`` maps are held in memory (as float64) at a time and the mapped N x D_out features
-    are never formed.  Equals ``logme(features @ W.T + b, labels, regression)`` for each map.
+    each map from disk when indexed); ``biases`` likewise (K, D_out), or None for no bias.  Maps are
+    read ``batch_size`` at a time, in the calling thread, and at most two batches are held in memory
+    (as float64): the one being scored and the next being read.  The mapped N x D_out features are
+    never formed.  Equals ``logme(features @ W.T + b, labels, regression)`` for each map.
+
+    ``threads``: maps scored at once, each in its own thread (LAPACK releases the GIL); default
+    TASKRANK_THREADS, else the cores this process may use.  While scoring, BLAS is limited to one
+    thread per map (process-wide, through threadpoolctl).
     """
     f = _as_features(features)
     n, d = f.shape
@@ -321,7 +484,17 @@ def score_linear_maps(
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     batch_size = int(batch_size)
+    threads = _thread_count(threads)
 
+    # BLAS with one thread throughout: the maps run side by side in our own threads instead, and on a
+    # loaded machine OpenBLAS threads that wait for each other cost far more than they save
+    with _single_threaded_blas():
+        return _score_linear_maps(f, y, weights, biases, batch_size, threads)
+
+
+def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> np.ndarray:
+    n, d = f.shape
+    k_total = len(weights)
     # Once per target: G = [F, 1] = U diag(s) V^T.  R = diag(s) V^T (r x dg) has R^T R = G^T G, so for
     # B = W' R^T the mapped Gram matrix is B B^T and the mapped F^T y is B q with q = U^T y.
     g = np.hstack([f, np.ones((n, 1))]) if biases is not None else f
@@ -334,31 +507,68 @@ def score_linear_maps(
     # |y outside col(G)|^2, without cancellation; exactly 0 when col(G) is all of R^N: there
     # rounding noise (~1e-30) would otherwise decide the evidence of an exact interpolation
     rest = np.zeros(y.shape[1]) if r == n else ((y - u[:, :r] @ q) ** 2).sum(0)
+    del u, g
     triangular = r == dg
     if triangular:  # rotate R to upper triangular (R = Q2 R2): W' R2^T is a TRMM, half a GEMM's flops
         q2, rfac = np.linalg.qr(rfac)
         q = q2.T @ q
+    rfac = np.asfortranarray(rfac)
+    q = np.ascontiguousarray(q)
 
     out = np.empty(k_total)
-    d_out = None
-    for start in range(0, k_total, batch_size):
-        stop = min(start + batch_size, k_total)
-        wb = _load_maps(weights, biases, start, stop, d, d_out)  # (k, D_out, dg) = [W, b]
-        d_out = wb.shape[1]
-        flat = wb.reshape(-1, dg)
-        if triangular:  # (R2 W'^T)^T, in place: W'^T is W' in Fortran order
-            b = blas.dtrmm(1.0, rfac, flat.T, side=0, lower=0, overwrite_b=1).T
-        else:
-            b = flat @ rfac.T
-        b = b.reshape(stop - start, d_out, r)  # B = W' R^T for the batch
-        del wb, flat
-        if r == 0:
-            out[start:stop] = np.mean(_no_signal_evidence(n, yy))
-        elif d_out <= r:
-            out[start:stop] = [_logme_mapped(bk, q, yy, n) for bk in b]
-        else:
-            out[start:stop] = _logme_mapped_rank_space(b, q, rest, n)
+    if k_total == 0:
+        return out
+    first = np.asarray(weights[0])
+    d_out = first.shape[0] if first.ndim == 2 else None
+    per_map = r > 0 and d_out is not None and d_out <= r
+    pool = ThreadPoolExecutor(threads) if threads > 1 and per_map and k_total > 1 else None
+    pending: list = []  # (index, future) of maps submitted and not yet collected
+    try:
+        for start in range(0, k_total, batch_size):
+            stop = min(start + batch_size, k_total)
+            wb = _load_maps(weights, biases, start, stop, d, d_out)  # (k, D_out, dg) = [W, b]
+            d_out = wb.shape[1]
+            if r == 0:
+                out[start:stop] = np.mean(_no_signal_evidence(n, yy))
+            elif not per_map:  # D_out > r: the batch at once in the r x r space
+                b = np.matmul(wb, rfac.T)  # B = W' R^T
+                del wb
+                out[start:stop] = _logme_mapped_rank_space(b, q, rest, n)
+            elif pool is None:
+                out[start:stop] = [_logme_mapped(wk, rfac, triangular, q, yy, n) for wk in wb]
+            else:  # score this batch while the next is read; at most two batches in memory
+                for i, wk in zip(range(start, stop), wb):
+                    pending.append((i, pool.submit(_logme_mapped, wk, rfac, triangular, q, yy, n)))
+                del wb
+                while len(pending) > stop - start:
+                    i, fut = pending.pop(0)
+                    out[i] = fut.result()
+        for i, fut in pending:
+            out[i] = fut.result()
+    finally:
+        if pool is not None:
+            for _, fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
     return out
+
+
+def _thread_count(threads: int | None) -> int:
+    if threads is None:
+        threads = int(os.environ.get("TASKRANK_THREADS", "0") or 0) or len(os.sched_getaffinity(0))
+    threads = int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    return threads
+
+
+def _single_threaded_blas():
+    """BLAS limited to one thread while this process's own threads run LAPACK side by side."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _load_maps(weights, biases, start: int, stop: int, d: int, d_out: int | None) -> np.ndarray:
@@ -386,31 +596,43 @@ def _load_maps(weights, biases, start: int, stop: int, d: int, d_out: int | None
     return out
 
 
-def _logme_mapped(b: np.ndarray, q: np.ndarray, yy: np.ndarray, n: int) -> float:
-    """LogME of one map given B (D_out x r): the D_out x D_out problem A = B B^T, c = B q.
+def _logme_mapped(wk: np.ndarray, rfac: np.ndarray, triangular: bool, q: np.ndarray, yy: np.ndarray, n: int) -> float:
+    """LogME of one map W' = [W, b] (D_out x dg, D_out <= r): B = W' R^T, A = B B^T, c = B q.
 
-    LAPACK: tridiagonalise A (dsytrd), apply the reflectors to c rather than forming eigenvectors
-    (dormqr), eigenvalues of T (dsterf), then the fixed point by tridiagonal solves.  This avoids
-    all O(D_out^3) eigenvector work; a full eigendecomposition is the fallback.
+    BLAS/LAPACK: B^T = R W'^T (TRMM in place on W'^T, which is W' in Fortran order), the lower half of
+    A (SYRK), tridiagonalise A (dsytrd), apply the reflectors to c rather than forming eigenvectors
+    (dormqr), then the fixed point from LDL^T factorisations and solves of T + lambda
+    (``_evidence_tridiagonal_ldl``, O(D_out) per step).  This avoids all O(D_out^3) eigenvector work
+    and the O(D_out^2) eigenvalues.  Fallbacks, each exact: T's eigenvalues (dsterf) where T is
+    near-singular or the maximum is at the edge of the lambda range (``_evidence_tridiagonal``), then
+    a full eigendecomposition.  Called from several threads at once: it writes only to ``wk`` and to
+    its own arrays.
     """
-    a = b @ b.T  # symmetric, so a.T is the same matrix in Fortran order: LAPACK takes it uncopied
-    c = b @ q
-    m = a.shape[0]
+    if triangular:
+        bt = blas.dtrmm(1.0, rfac, wk.T, side=0, lower=0, overwrite_b=1)  # (r, D_out), Fortran order
+    else:
+        bt = np.asfortranarray(rfac @ wk.T)
+    c = bt.T @ q  # (D_out, C)
+    m = bt.shape[1]
     if m > 2:
-        # lwork: with scipy's default (m) dsytrd runs unblocked, ~1.5x slower
-        packed, diag, off, tau, info = lapack.dsytrd(a.T, lower=1, lwork=64 * m, overwrite_a=1)
+        a = blas.dsyrk(1.0, bt, trans=1, lower=1)  # lower half of B B^T, Fortran order
+        # lwork: with scipy's default (m) dsytrd runs unblocked, ~1.5x slower; blocks of 16 beat the default 32
+        packed, diag, off, tau, info = lapack.dsytrd(a, lower=1, lwork=16 * m, overwrite_a=1)
         if info == 0:
             w = np.array(c, order="F")
             wq, _, info = lapack.dormqr("L", "T", packed[1:, : m - 1], tau[: m - 1], w[1:], lwork=m * c.shape[1])
             if info == 0:
                 w[1:] = wq
+                evs = _evidence_tridiagonal_ldl(diag, off, w, yy, n)
+                if evs is not None:
+                    return float(np.mean(evs))
                 theta, info = lapack.dsterf(diag, off)
                 if info == 0:
-                    theta = _clean_eigenvalues(theta, m)
-                    evs = [_evidence_tridiagonal(diag, off, w[:, j], theta, yy[j], n) for j in range(c.shape[1])]
-                    if all(e is not None for e in evs):
+                    evs = _evidence_tridiagonal(diag, off, w, _clean_eigenvalues(theta, m), yy, n)
+                    if evs is not None:
                         return float(np.mean(evs))
-    s, v = np.linalg.eigh(b @ b.T)  # (dsytrd overwrote a)
+    b = bt.T
+    s, v = np.linalg.eigh(b @ b.T)
     z = v.T @ c
     return float(np.mean(_evidence_from_spectrum(_clean_eigenvalues(s, m), (z * z).T, n, yy=yy)))
 

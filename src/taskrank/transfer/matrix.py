@@ -342,6 +342,8 @@ def plot_heatmap(pairs: pd.DataFrame, path, value: str = "PC", setting: str | No
 
     if value not in pairs.columns:
         raise ValueError(f"pair table has no column {value!r}")
+    if pairs.empty:
+        raise ValueError("pair table is empty: no (target, source) pair has results yet")
     settings = pairs["setting"].unique().tolist()
     if setting is None and len(settings) > 1:
         raise ValueError(f"pair table holds several settings {settings}; pass setting=")

@@ -62,7 +62,8 @@ def test_esm_logme_end_to_end_reuses_fine_tuned_models(shared_tasks, tmp_path):
     stamps = [m.stat().st_mtime_ns for m in models]
     artefact = pool.store.load(estimator.artefact_id, estimator.model.model_id, sources[0].fingerprint)
     assert artefact.tensors["model.weight"].shape == (384, 384)
-    assert artefact.tensors["model.weight"].dtype == np.float16
+    # float32: float16 reorders near-ties (benchmarks/results/esm_precision.json)
+    assert artefact.tensors["model.weight"].dtype == np.float32
     assert artefact.config["esm_architecture"] == "linear" and artefact.config["num_examples"] == 48
     # the same recipe with another target size shares the artefacts and the fine-tuned models
     again = EsmLogme(**{**small, "target_examples": 40})

@@ -61,7 +61,9 @@ def tuned_encoder(base: BaseModel, directory: str):
 class EsmLogme(Estimator):
     """ESM-LogME. Sources: fine-tuned on up to 2,000 examples for 2 epochs (the transfer benchmark's
     recipe, so its models are reused), ESM fitted on the same texts with the paper's settings.
-    Targets: up to 1,000 examples embedded once with the base model."""
+    Targets: up to 1,000 examples embedded once with the base model. ESMs are stored in float32:
+    float16 halves the disk but reorders near-tied sources (1 of 17 targets in
+    benchmarks/results/esm_precision.json)."""
 
     name = "esm-logme"
     summary = "LogME on Embedding-Space-Map-transformed target embeddings (ESM-LogME)"
@@ -70,7 +72,7 @@ class EsmLogme(Estimator):
     def __init__(self, model: BaseModel | None = None, source_examples: int = 2000, source_epochs: int = 2,
                  source_lr: float = 1e-4, max_length: int = 128, bf16: bool = True, esm_epochs: int = 10,
                  esm_lr: float = 1e-3, esm_batch_size: int = 32, seed: int = 0, target_examples: int = 1000,
-                 finetuned_dir: str | None = None, storage_dtype: str = "float16"):
+                 finetuned_dir: str | None = None, storage_dtype: str = "float32"):
         super().__init__(model)
         self.source_examples, self.source_epochs, self.source_lr = source_examples, source_epochs, source_lr
         self.max_length, self.bf16, self.seed = max_length, bf16, seed

@@ -122,13 +122,16 @@ def _artefact(name, **tensors):
 def test_tupate_scores_with_and_without_centring():
     target = _artefact("t", embedding=[1.0, 0.0], init_embedding=[0.0, 0.0])
     sources = [_artefact("a", embedding=[0.0, 1.0], init_embedding=[0.0, 0.0]),
-               _artefact("b", embedding=[2.0, 2.0], init_embedding=[1.0, 1.0])]
-    plain = get_estimator("tupate-bitfit").score(target, sources)
-    np.testing.assert_allclose(plain, [0.0, 1 / math.sqrt(2)])
+               _artefact("b", embedding=[2.0, 3.0], init_embedding=[1.0, 2.0])]
+    plain = get_estimator("tupate-bitfit", centre="none").score(target, sources)
+    np.testing.assert_allclose(plain, [0.0, 2 / math.sqrt(13)])
     pooled = get_estimator("tupate-bitfit", centre="pool").score(target, sources)
-    np.testing.assert_allclose(pooled, [0.0, -1 / math.sqrt(2)])  # (0,-1).(-1,0) = 0 ; (0,-1).(1,1)
-    init = get_estimator("tupate-bitfit", centre="init").score(target, sources)
+    # mean (1, 4/3): target (0,-4/3), a (-1,-1/3), b (1,5/3)
+    np.testing.assert_allclose(pooled, [(4 / 9) / (4 / 3 * math.sqrt(1 + 1 / 9)),
+                                        (-20 / 9) / (4 / 3 * math.sqrt(1 + 25 / 9))])
+    init = get_estimator("tupate-bitfit").score(target, sources)  # the default: minus the untrained state
     np.testing.assert_allclose(init, [0.0, 1 / math.sqrt(2)])
+    assert get_estimator("tupate-ensemble").centre == "init" and get_estimator("prompt-flatten").centre == "none"
 
 
 def test_prompt_estimators_share_one_artefact_and_score_by_construction():
@@ -155,3 +158,61 @@ def test_tuned_estimators_registered_with_checkpoint_parameter():
     assert get_estimator("tupate-lora", centre="pool").artefact_id == get_estimator("tupate-lora").artefact_id
     with pytest.raises(ValueError, match="checkpoint"):
         get_estimator("tupate-lora", checkpoint="late")
+
+
+# ----------------------------------------------------------------------------------------------
+# seed variance
+
+
+def _tiny_task(name, words):
+    import pandas as pd
+
+    from taskrank.tasks import Task, TaskSpec
+
+    df = pd.DataFrame({"text": [f"{w} {i}" for i in range(4) for w in words], "label": ["a", "b"] * (2 * len(words))})
+    return Task(TaskSpec(name=name, type="classification", labels=("a", "b")), {"train": df})
+
+
+def test_seed_variance_reports_spread_and_top_k_changes():
+    from taskrank.seeds import seed_variance
+
+    target, *sources = [_tiny_task(n, [n, "x"]) for n in ("t", "s1", "s2", "s3", "s4")]
+    result = seed_variance("random", target, sources, seeds=(0, 1, 2), k=2)
+    matrix = result.scores.to_numpy()
+    for row, seed in enumerate((0, 1, 2)):
+        est = get_estimator("random", seed=seed)
+        np.testing.assert_allclose(matrix[row], est.score(est.prepare(target), [est.prepare(s) for s in sources]))
+    table = result.table.set_index("source")
+    np.testing.assert_allclose(table.loc[[s.name for s in sources], "mean"], matrix.mean(0))
+    np.testing.assert_allclose(table.loc[[s.name for s in sources], "std"], matrix.std(0, ddof=1))
+    tops = [frozenset(np.array([s.name for s in sources])[np.argsort(-row)[:2]]) for row in matrix]
+    assert [frozenset(result.top_k[s]) for s in (0, 1, 2)] == tops
+    changed = np.mean([tops[a] != tops[b] for a, b in ((0, 1), (0, 2), (1, 2))])
+    assert result.summary["top_k_changed"] == pytest.approx(changed)
+    shares = [np.mean([s.name in t for t in tops]) for s in sources]
+    np.testing.assert_allclose(table.loc[[s.name for s in sources], "top_k_share"], shares)
+    with pytest.raises(ValueError, match="no seed parameter"):
+        seed_variance("size", target, sources)
+
+
+def test_seed_variance_of_the_ensemble_reads_stored_artefacts(tmp_path):
+    """Composite estimators pass the seed to their members; artefacts come from the store (no tuning)."""
+    from taskrank.seeds import seed_variance
+    from taskrank.store import Store
+
+    target, *sources = [_tiny_task(n, [n, "y"]) for n in ("t", "s1", "s2")]
+    store = Store(tmp_path)
+    rng = np.random.default_rng(0)
+    for seed in (0, 1):
+        for cls_name in ("tupate-lora", "tupate-bitfit", "tupate-prefix"):
+            est = get_estimator(cls_name, seed=seed)
+            for task in [target, *sources]:
+                vec = rng.normal(size=4)
+                store.save(est.artefact_id, est.model.model_id, task.fingerprint,
+                           est.artefact(task, {"embedding": vec.astype(np.float32), "init_embedding": np.zeros(4, np.float32)}))
+    result = seed_variance("tupate-ensemble", target, sources, seeds=(0, 1), k=1, store=store)
+    for row, seed in enumerate((0, 1)):
+        members = [get_estimator(n, seed=seed) for n in ("tupate-lora", "tupate-bitfit", "tupate-prefix")]
+        load = lambda e, t: store.load(e.artefact_id, e.model.model_id, t.fingerprint)  # noqa: E731
+        expected = np.mean([m.score(load(m, target), [load(m, s) for s in sources]) for m in members], axis=0)
+        np.testing.assert_allclose(result.scores.to_numpy()[row], expected)

@@ -30,12 +30,13 @@ class Format(str, Enum):
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from .estimators import UnknownEstimator
+    from .evaluation import EvaluationError
     from .models import ModelError
     from .pool import PoolError
     from .store import ArtefactError
     from .tasks import TaskError
 
-    return TaskError, ArtefactError, PoolError, ModelError, UnknownEstimator
+    return TaskError, ArtefactError, PoolError, ModelError, UnknownEstimator, EvaluationError, FileNotFoundError
 
 
 def friendly(fn):
@@ -220,7 +221,7 @@ def transfer_export(
     from .transfer.matrix import pair_table, plot_heatmap
 
     if not journal.is_file():
-        raise _user_errors()[0](f"{journal}: no such journal")
+        raise FileNotFoundError(f"{journal}: no such journal")
     runs = Journal(journal).frame()
     out.parent.mkdir(parents=True, exist_ok=True)
     runs.to_csv(out, index=False)
@@ -245,28 +246,12 @@ def transfer_import(
     from .transfer.journal import Journal
 
     if not runs.is_file():
-        raise _user_errors()[0](f"{runs}: no such runs file")
+        raise FileNotFoundError(f"{runs}: no such runs file")
     stored = Journal(journal).import_frame(pd.read_csv(runs, keep_default_na=False, na_values={"value": [""]}))
     typer.echo(f"{stored} runs added to {journal}", err=True)
 
 
 # ----------------------------------------------------------------------------- evaluation, reports, mixtures
-
-
-def _plain(fn):
-    """Like ``friendly`` for the errors of evaluation/report/mixture inputs."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from .evaluation import EvaluationError
-
-        try:
-            return fn(*args, **kwargs)
-        except (EvaluationError, FileNotFoundError) as e:
-            typer.echo(f"taskrank: error: {e}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _split(values: list[str]) -> list[str]:
@@ -349,7 +334,6 @@ def _print_evaluation(ev, percent: bool, per_target: bool) -> None:
 
 @app.command()
 @friendly
-@_plain
 def evaluate(
     matrix: Optional[Path] = typer.Option(None, help="Transfer matrix: matrix.csv (pair table) or runs.csv (per-seed runs; adds seed intervals)."),
     taskweb: Optional[Path] = typer.Option(None, help="TaskWeb's released results (folder) instead of --matrix."),
@@ -426,7 +410,6 @@ def evaluate(
 
 @app.command()
 @friendly
-@_plain
 def report(
     evaluation: Path = typer.Option(..., help="Output of 'taskrank evaluate --out' (.json, or .csv with its .predictions.csv)."),
     out: Path = typer.Option(..., help="Folder for report.html (self-contained), report.md and the PNG figures."),

@@ -2,8 +2,11 @@
 
 They are the expensive references ESM-LogME is compared against: each source's fine-tuned model
 (shared with the transfer benchmark, trained once) embeds or classifies the target sample. The
-source artefact only points at that model; the target artefact holds the sample's token ids and
-labels (numbers, no text), so scoring needs no access to the target's files.
+source artefact names that model by (task fingerprint, seed, recipe) rather than by a path, so a
+pool (the default one included) finds it in the user's fine-tuned-model cache, where the transfer
+benchmark leaves it too; a missing model is trained from the source's data when that is reachable.
+The models themselves (90 MB each) never ship. The target artefact holds the sample's token ids
+and labels (numbers, no text), so scoring needs no access to the target's files.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 from ..models import pool
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
-from ..finetuned import TaskRef, default_dir, train
+from ..finetuned import TaskRef, default_dir, model_dir, train
 from ..tuning import load_encoder_state
 from .base import Estimator
 from .esm import EsmLogme, tuned_encoder
@@ -30,9 +33,26 @@ class _SourceModelEstimator(EsmLogme):
     score_only = ("target_examples", "finetuned_dir", "storage_dtype", "esm_epochs", "esm_lr", "esm_batch_size")
 
     def prepare(self, task: Task) -> Artefact:
-        directory = train(self.finetuned_dir or default_dir(), self.recipe(), TaskRef.of(task),
-                                 self.seed)
-        return self.artefact(task, {}, model_dir=str(directory), num_labels=task.num_labels)
+        ref = TaskRef.of(task)
+        train(self._workdir(), self.recipe(), ref, self.seed)
+        local = Path(ref.path)
+        path = str(local.resolve()) if local.exists() else ref.path
+        return self.artefact(task, {}, source_path=path, num_labels=task.num_labels)
+
+    def _workdir(self) -> str:
+        return self.finetuned_dir or default_dir()
+
+    def _model_dir(self, source: Artefact) -> str:
+        """The source's fine-tuned model in the cache; trained now if missing and its data is here."""
+        ref = TaskRef(source.task, source.config.get("source_path", ""), source.config["fingerprint"])
+        directory = model_dir(self._workdir(), self.recipe(), ref, self.seed)
+        if (directory / "model.safetensors").exists():
+            return str(directory)
+        if ref.path and Path(ref.path).exists():
+            return train(self._workdir(), self.recipe(), ref, self.seed)
+        raise ArtefactError(f"{self.name}: fine-tuned model of source '{source.task}' not in {self._workdir()} and its "
+                            f"data ({ref.path or 'unknown path'}) is not here; build it with 'taskrank pool build "
+                            f"TASKS_FOLDER --method {self.name} --out POOL' (or run the transfer benchmark)")
 
     def prepare_target(self, task: Task) -> Artefact:
         frame = task.sample(self.target_examples, self.seed)
@@ -44,10 +64,7 @@ class _SourceModelEstimator(EsmLogme):
         """(pooled features, head logits) of the source's fine-tuned model on the target sample."""
         import torch
 
-        directory = source.config.get("model_dir", "")
-        if not (Path(directory) / "model.safetensors").exists():
-            raise ArtefactError(f"fine-tuned model of source '{source.task}' not found at {directory}; "
-                                f"prepare the pool again with this method")
+        directory = self._model_dir(source)
         encoder = tuned_encoder(self.model, directory)
         head = torch.nn.Linear(encoder.config.hidden_size, int(source.config["num_labels"]))
         head.load_state_dict(load_encoder_state(directory, part="head"))

@@ -28,7 +28,7 @@ forming the mapped N x D_out features: with G = [F, 1] and W' = [W, b], the mapp
 W' (G^T G) W'^T and the mapped F^T y is W' (G^T y), so per map the work is one D_out x D_out
 symmetric problem whatever N is — and only its tridiagonal form is needed, neither its
 eigenvectors nor, mostly, its eigenvalues (see ``_logme_mapped``).  Maps are scored side by side
-in threads (LAPACK releases the GIL), each with single-threaded BLAS.
+in threads (their BLAS/LAPACK calls release the GIL: ``lapack_nogil``), each with single-threaded BLAS.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ from contextlib import nullcontext
 
 import numpy as np
 from scipy.linalg import blas, lapack
+
+from . import lapack_nogil
 
 __all__ = ["logme", "score_linear_maps", "leep", "nce"]
 
@@ -609,20 +611,18 @@ def _logme_mapped(wk: np.ndarray, rfac: np.ndarray, triangular: bool, q: np.ndar
     its own arrays.
     """
     if triangular:
-        bt = blas.dtrmm(1.0, rfac, wk.T, side=0, lower=0, overwrite_b=1)  # (r, D_out), Fortran order
+        bt = lapack_nogil.trmm_upper(rfac, wk.T)  # in place: wk.T is W'^T in Fortran order, (r, D_out)
     else:
         bt = np.asfortranarray(rfac @ wk.T)
     c = bt.T @ q  # (D_out, C)
     m = bt.shape[1]
     if m > 2:
-        a = blas.dsyrk(1.0, bt, trans=1, lower=1)  # lower half of B B^T, Fortran order
-        # lwork: with scipy's default (m) dsytrd runs unblocked, ~1.5x slower; blocks of 16 beat the default 32
-        packed, diag, off, tau, info = lapack.dsytrd(a, lower=1, lwork=16 * m, overwrite_a=1)
+        a = lapack_nogil.gram_lower(bt)  # lower half of B B^T (SYRK)
+        packed, diag, off, tau, info = lapack_nogil.tridiagonalise_lower(a)
         if info == 0:
             w = np.array(c, order="F")
-            wq, _, info = lapack.dormqr("L", "T", packed[1:, : m - 1], tau[: m - 1], w[1:], lwork=m * c.shape[1])
+            info = lapack_nogil.apply_reflectors_transposed(packed, tau, w)
             if info == 0:
-                w[1:] = wq
                 evs = _evidence_tridiagonal_ldl(diag, off, w, yy, n)
                 if evs is not None:
                     return float(np.mean(evs))

@@ -79,3 +79,22 @@ def test_through_a_pool(tmp_path):
     by_name = dict(zip([t["name"] for t in sources], expected))
     assert dict(zip(ranking.table["source"], ranking.table["score"])) == pytest.approx(by_name)
     assert ranking.method == "meanrank:size+random" and ranking.excluded == ["t1"]
+
+
+def test_a_pool_task_as_target_reuses_the_pool_artefact(tmp_path, monkeypatch):
+    """Evaluating on a pool's own tasks prepares nothing again where target = source artefact."""
+    tasks = [_task(tmp_path / "tasks", n, size, i) for i, (n, size) in enumerate([("t1", 10), ("t2", 40), ("t3", 20)])]
+    pool = Pool(tmp_path / "pool")
+    vocab = get_estimator("vocab")
+    pool.build(tasks, [vocab])
+    sources = [t for t in pool.tasks if t["name"] != "t1"]
+    expected = score_sources(tasks[0], pool, vocab, sources)
+
+    def fail(*_):
+        raise AssertionError("prepared again")
+
+    monkeypatch.setattr(type(vocab), "prepare", fail)
+    assert score_sources(tasks[0], pool, vocab, sources).tolist() == expected.tolist()
+    outsider = _task(tmp_path / "tasks", "t9", 12, 9)
+    with pytest.raises(AssertionError, match="prepared again"):  # a new target is still prepared
+        score_sources(outsider, pool, vocab, sources)

@@ -30,7 +30,14 @@ def order(sources: list[str], scores: np.ndarray) -> np.ndarray:
     return np.array(sorted(range(len(sources)), key=lambda i: (keys[i], sources[i])), dtype=int)
 
 
-def target_artefact(estimator: Estimator, target: Task, cache: Store | None):
+def target_artefact(estimator: Estimator, target: Task, cache: Store | None, pool: Pool | None = None):
+    """The target side's artefact: the pool's own when the target is a pool task and the method
+    prepares targets as it prepares sources (so evaluating on a pool's tasks tunes nothing again),
+    else from the user's cache, else prepared now."""
+    if pool is not None and type(estimator).prepare_target is Estimator.prepare_target:
+        artefact = pool.store.load(estimator.artefact_id, estimator.model.model_id, target.fingerprint)
+        if artefact is not None:
+            return artefact
     key = (estimator.target_artefact_id, estimator.model.model_id, target.fingerprint)
     artefact = cache.load(*key) if cache is not None else None
     if artefact is None:
@@ -48,7 +55,7 @@ def score_sources(target: Task, pool: Pool, estimator: Estimator, sources: list[
         scores = estimator.combine(target.name, [t["name"] for t in sources], member_scores)
     else:
         artefacts = pool.artefacts(estimator, sources)
-        scores = estimator.score(target_artefact(estimator, target, cache), artefacts)
+        scores = estimator.score(target_artefact(estimator, target, cache, pool), artefacts)
     return np.asarray(scores, dtype=np.float64)
 
 

@@ -6,12 +6,13 @@ Gold: ``benchmarks/transfer17/runs.csv`` (per-seed runs: the pair table is compu
 the seed intervals come with it), or ``--matrix`` any matrix/runs CSV. Targets are the matrix's
 targets; each target's sources are the other 16 tasks that have gold for it.
 
-Methods (default): every estimator that ``taskrank pool build`` prepares by default, plus the
-composites ``taskshop:<m>`` for each direct method m other than random/size (TW = this same
-matrix; TaskShop never uses a transfer *into* the target it scores, so this is leave-one-target-out),
+Methods (default): every estimator except ``logme``/``leep``/``nce`` (they run 16 fine-tuned
+models on each target: add them with ``--methods``), plus the composites ``taskshop:<m>`` for
+each direct method m other than random/size/tupate-ensemble (TW = this same matrix; TaskShop never uses a transfer *into* the target it scores, so this is leave-one-target-out),
 ``ensemble:textemb+roe`` and ``meanrank:textemb+roe``; ``--methods`` replaces the list.
-Artefacts come from ``--pool`` (default: a pool under ~/.cache/taskrank/pools/transfer17 built,
-resumably, from ``--tasks`` for the methods' members); targets' artefacts from the user cache.
+Artefacts come from ``--pool`` (default: the shipped pool, which holds the 17 tasks; a directory
+is built, resumably, from ``--tasks`` for whatever the methods need). A target that is a pool task
+reuses its pool artefact where the method prepares targets as sources; others come from the user cache.
 
 Writes (``--out``, default benchmarks/results/):
   transfer17_methods.csv       tidy: method, target ("(mean)" = average), metric, value, n,
@@ -37,9 +38,9 @@ REPO = HERE.parent
 def default_methods() -> list[str]:
     from taskrank.estimators import ESTIMATORS
 
-    direct = sorted(n for n, cls in ESTIMATORS.items() if cls.in_default_pool)
+    direct = sorted(n for n, cls in ESTIMATORS.items() if getattr(cls, "family", None) != "source-models")
     out = list(direct)
-    out += [f"taskshop:{m}" for m in direct if m not in ("random", "size")]
+    out += [f"taskshop:{m}" for m in direct if m not in ("random", "size", "tupate-ensemble")]
     if {"textemb", "roe"} <= set(direct):
         out += ["ensemble:textemb+roe", "meanrank:textemb+roe"]
     return out
@@ -69,8 +70,8 @@ def main(argv=None) -> int:
     ap.add_argument("--matrix", type=Path, default=HERE / "transfer17" / "runs.csv",
                     help="runs.csv (adds seed intervals) or matrix.csv")
     ap.add_argument("--tasks", type=Path, default=REPO.parent / "shared" / "data" / "tasks")
-    ap.add_argument("--pool", default=str(Path.home() / ".cache" / "taskrank" / "pools" / "transfer17"),
-                    help="pool directory ('default' = the shipped one); built from --tasks where artefacts are missing")
+    ap.add_argument("--pool", default="default",
+                    help="'default' (the shipped pool) or a pool directory, built from --tasks where artefacts are missing")
     ap.add_argument("--methods", nargs="+", default=None)
     ap.add_argument("--exclude", nargs="*", default=[])
     ap.add_argument("--boot", type=int, default=1000)

@@ -8,7 +8,8 @@ targets; each target's sources are the other 16 tasks that have gold for it.
 
 Methods (default): every estimator except ``logme``/``leep``/``nce`` (they run 16 fine-tuned
 models on each target: add them with ``--methods``), plus the composites ``taskshop:<m>`` for
-each direct method m other than random/size/tupate-ensemble (TW = this same matrix; TaskShop never uses a transfer *into* the target it scores, so this is leave-one-target-out),
+each direct method m other than random/size/tupate-ensemble (TW = this same matrix; TaskShop never
+uses a transfer *into* the target it scores, so this is leave-one-target-out),
 ``ensemble:textemb+roe`` and ``meanrank:textemb+roe``; ``--methods`` replaces the list.
 Artefacts come from ``--pool`` (default: the shipped pool, which holds the 17 tasks; a directory
 is built, resumably, from ``--tasks`` for whatever the methods need). A target that is a pool task

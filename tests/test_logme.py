@@ -258,10 +258,13 @@ def test_batched_maps_pivot_path_is_taken_and_exact(monkeypatch):
     calls = []
     ldl = mod._evidence_tridiagonal_ldl
     monkeypatch.setattr(mod, "_evidence_tridiagonal_ldl", lambda *a, **k: calls.append(ldl(*a, **k)) or calls[-1])
-    got = score_linear_maps(f, y, w, b, threads=1)
-    assert len(calls) == 6 and all(c is not None for c in calls)
+    got = score_linear_maps(f, y, w, b, threads=1, batch_size=4)
+    assert [len(c) for c in calls] == [4, 2]  # the maps of a batch iterate together
+    assert all(ev is not None for c in calls for ev in c)
     want = np.array([logme(f @ w[i].T + b[i], y) for i in range(6)])
     np.testing.assert_allclose(got, want, rtol=1e-11, atol=0)
+    # each map's result does not depend on the others in its batch
+    np.testing.assert_array_equal(score_linear_maps(f, y, w, b, threads=1, batch_size=1), got)
 
 
 def test_batched_maps_threads_give_identical_scores():

@@ -27,7 +27,7 @@ which matters when N < D:
 forming the mapped N x D_out features: with G = [F, 1] and W' = [W, b], the mapped Gram matrix is
 W' (G^T G) W'^T and the mapped F^T y is W' (G^T y), so per map the work is one D_out x D_out
 symmetric problem whatever N is — and only its tridiagonal form is needed, neither its
-eigenvectors nor, mostly, its eigenvalues (see ``_logme_mapped``).  Maps are scored side by side
+eigenvectors nor, mostly, its eigenvalues (see ``_reduce_map`` and ``_finish_maps``).  Maps are scored side by side
 in threads (their BLAS/LAPACK calls release the GIL: ``lapack_nogil``), each with single-threaded BLAS.
 """
 
@@ -131,7 +131,7 @@ def _fixed_point(evaluate, lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_
     reaches the fixed point that the plain iteration heads for, in 4-8 steps where that takes 10 to
     thousands (its rate tends to 1 on a flat evidence), and ends at lo or hi where the evidence keeps
     rising to the edge of the range.  Stops, as the plain iteration, when lambda changes by at most
-    1e-12 relatively.  Returns (lambda, converged).
+    1e-12 relatively.  Returns (lambda, converged per column).
     """
     lam = np.array(lam, dtype=np.float64)
     u = np.log(lam)
@@ -154,7 +154,9 @@ def _fixed_point(evaluate, lam: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_
         done = np.abs(lam_new - lam[idx]) <= _RTOL * lam[idx]
         lam[idx], u[idx] = lam_new, new
         idx = idx[~done]
-    return lam, idx.size == 0
+    converged = np.ones(lam.size, dtype=bool)
+    converged[idx] = False
+    return lam, converged
 
 
 def _h_and_slope(lam, n, m, gamma, n_gamma, dgamma, m2, m3, res, dres):
@@ -262,22 +264,24 @@ class _NotPositiveDefinite(ArithmeticError):
 
 
 class _Shifted:
-    """T + lambda_j I for several columns j at once: T (m x m, tridiagonal: ``diag``, ``off``)
-    repeated along the diagonal of one block-diagonal tridiagonal matrix (zero coupling between the
-    blocks, so LAPACK's O(k m) LDL^T factorisation and solves treat each block exactly as alone)."""
+    """T_j + lambda_j I for several columns j at once, each block on the diagonal of one
+    block-diagonal tridiagonal matrix (zero coupling between the blocks, so LAPACK's O(k m) LDL^T
+    factorisation and solves treat each block exactly as alone).  ``diag`` (m,) or (k, m) and
+    ``off`` (m - 1,) or (k, m - 1): one T for every column, or one per column (several maps)."""
 
     def __init__(self, diag, off, w, yy):
-        self.diag, self.m = diag, diag.shape[0]
+        self.m = diag.shape[-1]
         k = w.shape[1]
-        self.off = np.zeros(k * self.m)
-        self.off.reshape(k, self.m)[:, :-1] = off
+        self.diag = np.broadcast_to(diag, (k, self.m))
+        self.off = np.zeros((k, self.m))
+        self.off[:, :-1] = off
         self.w = np.ascontiguousarray(w.T)  # (k, m)
         self.yy = yy
         self.floor = yy * _EPS
 
     def factor(self, lam, i):
         """LDL^T of the blocks for columns ``i`` at ``lam``: pivots D and multipliers l, (len(i) * m,)."""
-        dd, ll, info = lapack.dpttrf((self.diag + lam[:, None]).ravel(), self.off[: len(i) * self.m - 1])
+        dd, ll, info = lapack.dpttrf((self.diag[i] + lam[:, None]).ravel(), self.off[i].ravel()[:-1])
         if info != 0:
             raise _NotPositiveDefinite
         return dd, ll
@@ -308,9 +312,10 @@ class _Shifted:
         return m2, m3, np.where(floored, self.floor[i], res), floored, dd, ll
 
 
-def _evidence_tridiagonal_ldl(diag, off, w, yy, n: int, max_iter: int = 100) -> np.ndarray | None:
-    """Evidence per example for every column of ``w`` (m, C) given A = Q T Q^T (T tridiagonal:
-    ``diag``, ``off``) and w = Q^T c, without T's eigenvalues or eigenvectors.
+def _evidence_tridiagonal_ldl(diag, off, w, yy, n: int, max_iter: int = 100) -> list[np.ndarray | None]:
+    """Evidence per example for every column of ``w`` given A = Q T Q^T (T tridiagonal: ``diag``,
+    ``off``) and w = Q^T c, without T's eigenvalues or eigenvectors — for K maps at once: ``diag``
+    (K, m), ``off`` (K, m - 1), ``w`` (K, m, C).  Returns, per map, (C,) evidences or None.
 
     Every sum over T's eigenvalues theta the fixed point needs is a spectral function of T that
     the LDL^T factorisation of T + lambda (pivots D_k, multipliers l_k; LAPACK dpttrf, O(m)) gives:
@@ -319,22 +324,42 @@ def _evidence_tridiagonal_ldl(diag, off, w, yy, n: int, max_iter: int = 100) -> 
     D''_k = l_{k-1}^2 (D''_{k-1} - 2 D'_{k-1}^2 / D_{k-1}) also sum d^2 = sum (D'_k / D_k)^2 -
     D''_k / D_k for Newton's slope.  The c-dependent sums come from solves as in
     ``_evidence_tridiagonal``.  This saves the O(m^2) eigenvalues of T (dsterf), the largest cost
-    after the reduction.
+    after the reduction.  All maps' columns iterate together (one short Python loop per batch of
+    maps instead of one per map); each column's arithmetic is the same as alone.
 
-    Only where T is certified well inside full rank (smallest eigenvalue >= 1 / tr T^-1 > m^2 eps
-    tr T, so cleaning would drop none) and the fixed point lies well inside the lambda range; else
-    None, and the caller uses T's eigenvalues (same start and same iteration there).
+    A map gets a result only where its T is certified well inside full rank (smallest eigenvalue
+    >= 1 / tr T^-1 > m^2 eps tr T, so cleaning would drop none) and its fixed point lies well inside
+    the lambda range; else None, and the caller uses T's eigenvalues (same start, same iteration).
     """
-    m = diag.shape[0]
+    diag, off, w = np.atleast_2d(diag), np.atleast_2d(off), np.asarray(w)
+    w = w[None] if w.ndim == 2 else w
+    k_maps, m = diag.shape
     yy = np.asarray(yy, dtype=np.float64)
-    out = np.array(_no_signal_evidence(n, yy), dtype=np.float64)
-    cols = np.flatnonzero(w.any(axis=0))
-    trace = float(diag.sum())
-    if trace <= 0 or cols.size == 0:
-        return None
-    shifted = _Shifted(diag, off, w[:, cols], yy[cols])
-    band = np.ones((2, cols.size * m), order="F")  # unit lower bidiagonal, band storage: row 1 below
-    ones = np.ones(cols.size * m)
+    results: list[np.ndarray | None] = [None] * k_maps
+    col_map, col_class, col_trace = [], [], []
+    for k in range(k_maps):  # certify each T: full rank, well inside
+        cols = np.flatnonzero(w[k].any(axis=0))
+        trace = float(diag[k].sum())
+        if trace <= 0 or cols.size == 0:
+            continue
+        dd, ll, info = lapack.dpttrf(diag[k], off[k])
+        if info != 0:
+            continue
+        band = np.ones((2, m), order="F")
+        band[1, : m - 1] = -(ll * ll)
+        inv_trace = float((blas.dtbsv(1, band, np.ones(m), lower=1) / dd).sum())
+        if not 1.0 / inv_trace > m * m * _EPS * trace:
+            continue
+        col_map += [k] * cols.size
+        col_class += cols.tolist()
+        col_trace += [trace] * cols.size
+    if not col_map:
+        return results
+    col_map, col_class, col_trace = np.array(col_map), np.array(col_class), np.array(col_trace)
+    n_cols = col_map.size
+    shifted = _Shifted(diag[col_map], off[col_map], w[col_map, :, col_class].T, yy[col_class])
+    band = np.ones((2, n_cols * m), order="F")  # unit lower bidiagonal, band storage: row 1 below
+    ones = np.ones(n_cols * m)
 
     def derivatives(lam, dd, ll, second=True):
         """sum d = tr (T + lambda)^-1 and sum d^2 per block, from the pivot recurrences."""
@@ -352,39 +377,36 @@ def _evidence_tridiagonal_ldl(diag, off, w, yy, n: int, max_iter: int = 100) -> 
         s2 = (r1 * r1 - d2 / dd).reshape(k, m).sum(-1)
         return s1, s2
 
+    def evaluate(lam_, i):
+        m2, m3, res, floored, dd_, ll_ = shifted.sums(lam_, i)
+        s1, s2 = derivatives(lam_, dd_, ll_)
+        gamma = m - lam_ * s1
+        n_gamma = (n - m) + lam_ * s1
+        dgamma = -(s1 - lam_ * s2)  # slope only: its rounding does not move the root
+        dres = np.where(floored, 0.0, 2.0 * lam_ * m3)
+        if (gamma <= 0).any():
+            raise _NotPositiveDefinite
+        return _h_and_slope(lam_, n, m, gamma, n_gamma, dgamma, m2, m3, res, dres)
+
+    lo = col_trace / _LAMBDA_RANGE  # within [smax / 1e13, smax * 1e13]:
+    hi = col_trace / m * _LAMBDA_RANGE  # tr T / m <= smax <= tr T
     try:
-        # full rank, well inside: theta_min >= 1 / tr T^-1 (pivots of T itself)
-        dd, ll, info = lapack.dpttrf(diag, off)
-        if info != 0:
-            return None
-        band[1, : m - 1] = -(ll * ll)
-        inv_trace = float((blas.dtbsv(1, band[:, :m], ones[:m], lower=1) / dd).sum())
-        if not 1.0 / inv_trace > m * m * _EPS * trace:
-            return None
-
-        def evaluate(lam_, i):
-            m2, m3, res, floored, dd_, ll_ = shifted.sums(lam_, i)
-            s1, s2 = derivatives(lam_, dd_, ll_)
-            gamma = m - lam_ * s1
-            n_gamma = (n - m) + lam_ * s1
-            dgamma = -(s1 - lam_ * s2)  # slope only: its rounding does not move the root
-            dres = np.where(floored, 0.0, 2.0 * lam_ * m3)
-            if (gamma <= 0).any():
-                raise _NotPositiveDefinite
-            return _h_and_slope(lam_, n, m, gamma, n_gamma, dgamma, m2, m3, res, dres)
-
-        lo = np.full(cols.size, trace / _LAMBDA_RANGE)  # within [smax / 1e13, smax * 1e13]:
-        hi = np.full(cols.size, trace / m * _LAMBDA_RANGE)  # tr T / m <= smax <= tr T
-        lam, converged = _fixed_point(evaluate, np.full(cols.size, trace / m), lo, hi, max_iter)
-        if not converged or ((lam <= lo * 1e3) | (lam >= hi * 1e-3)).any():
-            return None
-        i = np.arange(cols.size)
-        m2, _, res, _, dd, _ = shifted.sums(lam, i, third=False)
-    except _NotPositiveDefinite:
-        return None
-    logdet = np.log(dd.reshape(cols.size, m) / lam[:, None]).sum(-1)  # sum log1p(theta / lambda)
-    out[cols] = 0.5 * np.log(n / (res + lam * m2)) - 0.5 * logdet / n - 0.5 - 0.5 * _LOG_2PI
-    return out
+        lam, converged = _fixed_point(evaluate, col_trace / m, lo, hi, max_iter)
+        m2, _, res, _, dd, _ = shifted.sums(lam, np.arange(n_cols), third=False)
+    except _NotPositiveDefinite:  # rounding in one map: take each map alone
+        if k_maps == 1:
+            return results
+        return [_evidence_tridiagonal_ldl(diag[k], off[k], w[k], yy, n, max_iter)[0] for k in range(k_maps)]
+    logdet = np.log(dd.reshape(n_cols, m) / lam[:, None]).sum(-1)  # sum log1p(theta / lambda)
+    evidence = 0.5 * np.log(n / (res + lam * m2)) - 0.5 * logdet / n - 0.5 - 0.5 * _LOG_2PI
+    bad = ~converged | (lam <= lo * 1e3) | (lam >= hi * 1e-3)
+    for k in np.unique(col_map):
+        mine = col_map == k
+        if not bad[mine].any():
+            out = np.array(_no_signal_evidence(n, yy), dtype=np.float64)
+            out[col_class[mine]] = evidence[mine]
+            results[k] = out
+    return results
 
 
 def _evidence_tridiagonal(diag, off, w, theta, yy, n: int, max_iter: int = 100) -> np.ndarray | None:
@@ -419,7 +441,7 @@ def _evidence_tridiagonal(diag, off, w, theta, yy, n: int, max_iter: int = 100) 
 
     try:
         lam, converged = _fixed_point(evaluate, lam0, lo, hi, max_iter)
-        if not converged or ((lam <= lo * 1e3) | (lam >= hi * 1e-3)).any():
+        if not converged.all() or ((lam <= lo * 1e3) | (lam >= hi * 1e-3)).any():
             return None  # at the edge: the eigenvector path evaluates it without ill-conditioned solves
         m2, _, res, _, _, _ = shifted.sums(lam, np.arange(cols.size), third=False)
     except _NotPositiveDefinite:
@@ -524,7 +546,7 @@ def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> 
     d_out = first.shape[0] if first.ndim == 2 else None
     per_map = r > 0 and d_out is not None and d_out <= r
     pool = ThreadPoolExecutor(threads) if threads > 1 and per_map and k_total > 1 else None
-    pending: list = []  # (index, future) of maps submitted and not yet collected
+    waiting: list = []  # (start, futures) of the batch reduced while the next one is read
     try:
         for start in range(0, k_total, batch_size):
             stop = min(start + batch_size, k_total)
@@ -537,20 +559,21 @@ def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> 
                 del wb
                 out[start:stop] = _logme_mapped_rank_space(b, q, rest, n)
             elif pool is None:
-                out[start:stop] = [_logme_mapped(wk, rfac, triangular, q, yy, n) for wk in wb]
-            else:  # score this batch while the next is read; at most two batches in memory
-                for i, wk in zip(range(start, stop), wb):
-                    pending.append((i, pool.submit(_logme_mapped, wk, rfac, triangular, q, yy, n)))
+                out[start:stop] = _finish_maps([_reduce_map(wk, rfac, triangular, q) for wk in wb], yy, n)
+            else:  # reduce this batch in threads while the previous one is finished here
+                futures = [pool.submit(_reduce_map, wk, rfac, triangular, q) for wk in wb]
                 del wb
-                while len(pending) > stop - start:
-                    i, fut = pending.pop(0)
-                    out[i] = fut.result()
-        for i, fut in pending:
-            out[i] = fut.result()
+                for first, done in waiting:
+                    out[first:first + len(done)] = _finish_maps([f.result() for f in done], yy, n)
+                waiting = [(start, futures)]
+        for first, done in waiting:
+            out[first:first + len(done)] = _finish_maps([f.result() for f in done], yy, n)
+        waiting = []
     finally:
         if pool is not None:
-            for _, fut in pending:
-                fut.cancel()
+            for _, futures in waiting:
+                for f in futures:
+                    f.cancel()
             pool.shutdown(wait=True)
     return out
 
@@ -598,17 +621,15 @@ def _load_maps(weights, biases, start: int, stop: int, d: int, d_out: int | None
     return out
 
 
-def _logme_mapped(wk: np.ndarray, rfac: np.ndarray, triangular: bool, q: np.ndarray, yy: np.ndarray, n: int) -> float:
-    """LogME of one map W' = [W, b] (D_out x dg, D_out <= r): B = W' R^T, A = B B^T, c = B q.
+def _reduce_map(wk: np.ndarray, rfac: np.ndarray, triangular: bool, q: np.ndarray):
+    """The O(D_out^3) part for one map W' = [W, b] (D_out x dg, D_out <= r): B = W' R^T, A = B B^T,
+    c = B q, and A = Q T Q^T with w = Q^T c.  Returns (B^T, c, diag, off, w); the last three are
+    None where the reduction failed or D_out <= 2.
 
-    BLAS/LAPACK: B^T = R W'^T (TRMM in place on W'^T, which is W' in Fortran order), the lower half of
-    A (SYRK), tridiagonalise A (dsytrd), apply the reflectors to c rather than forming eigenvectors
-    (dormqr), then the fixed point from LDL^T factorisations and solves of T + lambda
-    (``_evidence_tridiagonal_ldl``, O(D_out) per step).  This avoids all O(D_out^3) eigenvector work
-    and the O(D_out^2) eigenvalues.  Fallbacks, each exact: T's eigenvalues (dsterf) where T is
-    near-singular or the maximum is at the edge of the lambda range (``_evidence_tridiagonal``), then
-    a full eigendecomposition.  Called from several threads at once: it writes only to ``wk`` and to
-    its own arrays.
+    BLAS/LAPACK, all without the GIL (``lapack_nogil``), so maps reduce side by side in threads:
+    B^T = R W'^T (TRMM in place on W'^T, which is W' in Fortran order), the lower half of A (SYRK),
+    tridiagonalise A (dsytrd), and apply the reflectors to c rather than forming eigenvectors
+    (dormqr).  Writes only to ``wk`` and to its own arrays.
     """
     if triangular:
         bt = lapack_nogil.trmm_upper(rfac, wk.T)  # in place: wk.T is W'^T in Fortran order, (r, D_out)
@@ -617,24 +638,40 @@ def _logme_mapped(wk: np.ndarray, rfac: np.ndarray, triangular: bool, q: np.ndar
     c = bt.T @ q  # (D_out, C)
     m = bt.shape[1]
     if m > 2:
-        a = lapack_nogil.gram_lower(bt)  # lower half of B B^T (SYRK)
-        packed, diag, off, tau, info = lapack_nogil.tridiagonalise_lower(a)
+        packed, diag, off, tau, info = lapack_nogil.tridiagonalise_lower(lapack_nogil.gram_lower(bt))
         if info == 0:
             w = np.array(c, order="F")
-            info = lapack_nogil.apply_reflectors_transposed(packed, tau, w)
+            if lapack_nogil.apply_reflectors_transposed(packed, tau, w) == 0:
+                return bt, c, diag, off, w
+    return bt, c, None, None, None
+
+
+def _finish_maps(reduced: list, yy: np.ndarray, n: int) -> list[float]:
+    """LogME of reduced maps (``_reduce_map``): the fixed point of all of them at once from LDL^T
+    factorisations of T + lambda (``_evidence_tridiagonal_ldl``, O(D_out) per step and map).
+    Fallbacks per map, each exact: T's eigenvalues (dsterf) where T is near-singular or the maximum
+    is at the edge of the lambda range (``_evidence_tridiagonal``), then a full eigendecomposition.
+    """
+    tri = [i for i, parts in enumerate(reduced) if parts[2] is not None]
+    evs: list = [None] * len(reduced)
+    if tri:
+        found = _evidence_tridiagonal_ldl(*(np.stack([reduced[i][j] for i in tri]) for j in (2, 3, 4)), yy, n)
+        for i, ev in zip(tri, found or [None] * len(tri)):
+            evs[i] = ev
+    scores = []
+    for (bt, c, diag, off, w), ev in zip(reduced, evs):
+        m = bt.shape[1]
+        if ev is None and diag is not None:
+            theta, info = lapack.dsterf(diag, off)
             if info == 0:
-                evs = _evidence_tridiagonal_ldl(diag, off, w, yy, n)
-                if evs is not None:
-                    return float(np.mean(evs))
-                theta, info = lapack.dsterf(diag, off)
-                if info == 0:
-                    evs = _evidence_tridiagonal(diag, off, w, _clean_eigenvalues(theta, m), yy, n)
-                    if evs is not None:
-                        return float(np.mean(evs))
-    b = bt.T
-    s, v = np.linalg.eigh(b @ b.T)
-    z = v.T @ c
-    return float(np.mean(_evidence_from_spectrum(_clean_eigenvalues(s, m), (z * z).T, n, yy=yy)))
+                ev = _evidence_tridiagonal(diag, off, w, _clean_eigenvalues(theta, m), yy, n)
+        if ev is None:
+            b = bt.T
+            s, v = np.linalg.eigh(b @ b.T)
+            z = v.T @ c
+            ev = _evidence_from_spectrum(_clean_eigenvalues(s, m), (z * z).T, n, yy=yy)
+        scores.append(float(np.mean(ev)))
+    return scores
 
 
 def _logme_mapped_rank_space(b: np.ndarray, q: np.ndarray, rest: np.ndarray, n: int) -> np.ndarray:

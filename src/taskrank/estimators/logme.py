@@ -27,8 +27,9 @@ which matters when N < D:
 forming the mapped N x D_out features: with G = [F, 1] and W' = [W, b], the mapped Gram matrix is
 W' (G^T G) W'^T and the mapped F^T y is W' (G^T y), so per map the work is one D_out x D_out
 symmetric problem whatever N is — and only its tridiagonal form is needed, neither its
-eigenvectors nor, mostly, its eigenvalues (see ``_reduce_map`` and ``_finish_maps``).  Maps are scored side by side
-in threads (their BLAS/LAPACK calls release the GIL: ``lapack_nogil``), each with single-threaded BLAS.
+eigenvectors nor, mostly, its eigenvalues (see ``_reduce_map`` and ``_finish_maps``).  Maps are
+reduced side by side in threads (their BLAS/LAPACK calls release the GIL: ``lapack_nogil``), each
+with single-threaded BLAS, while the fixed points of the previous batch run together.
 """
 
 from __future__ import annotations

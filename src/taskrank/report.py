@@ -65,7 +65,9 @@ def _cell(row: pd.Series, metric: str) -> tuple[str, str]:
 
 
 def _comparison_figure(summary: pd.DataFrame, metrics: list[str], methods: list[str], unit: dict, path: Path) -> Path:
-    fig = _fig(max(4.0, 1.1 * len(methods) + 2) * len(metrics) / 1.4, 3.6)
+    """One horizontal bar chart per metric, methods top to bottom: readable for 3 or 40 methods."""
+    fig = _fig(4.5 * len(metrics) + 1.5, 0.24 * len(methods) + 1.4)
+    pos = np.arange(len(methods))[::-1]
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
         d = summary[summary["metric"] == metric].set_index("method").reindex(methods)
@@ -73,11 +75,13 @@ def _comparison_figure(summary: pd.DataFrame, metrics: list[str], methods: list[
         lo = (y - d["boot_lo"].to_numpy(dtype=float)) if "boot_lo" in d else np.zeros_like(y)
         hi = (d["boot_hi"].to_numpy(dtype=float) - y) if "boot_hi" in d else np.zeros_like(y)
         err = np.nan_to_num(np.vstack([lo, hi]), nan=0.0)
-        colors = ["0.6" if m == RANDOM else f"C{j % 10}" for j, m in enumerate(methods)]
-        ax.bar(range(len(methods)), y, yerr=err, color=colors, capsize=3)
-        ax.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=7)
+        palette = [f"C{k}" for k in (0, 1, 2, 3, 4, 5, 6, 8, 9)]  # C7 is grey: kept for random
+        colors = ["0.6" if m == RANDOM else palette[j % len(palette)] for j, m in enumerate(methods)]
+        ax.barh(pos, y, xerr=err, color=colors, capsize=2, height=0.7)
+        ax.set_yticks(pos, methods if i == 0 else [""] * len(methods), fontsize=7)
+        ax.set_ylim(-0.7, len(methods) - 0.3)
         ax.set_title(f"{metric} ({unit.get(metric, '')})", fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
+        ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path

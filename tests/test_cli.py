@@ -108,11 +108,10 @@ def test_default_pool_ships_every_method():
 def source_models_cached() -> bool:
     """LogME/LEEP/NCE also need the 17 fine-tuned source models (not shipped: 90 MB each)."""
     from taskrank.estimators.source_models import LogmeEstimator
-    from taskrank.finetuned import TaskRef, default_dir, model_dir
     from taskrank.pool import Pool
 
-    recipe = LogmeEstimator().recipe()
-    return all((model_dir(default_dir(), recipe, TaskRef(t["name"], "", t["fingerprint"]), 0) / "model.safetensors").exists()
+    estimator = LogmeEstimator()
+    return all((estimator.model_folder(t["name"], t["fingerprint"]) / "model.safetensors").exists()
                for t in Pool.open("default").tasks)
 
 

@@ -548,6 +548,12 @@ def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> 
     per_map = r > 0 and d_out is not None and d_out <= r
     pool = ThreadPoolExecutor(threads) if threads > 1 and per_map and k_total > 1 else None
     waiting: list = []  # (start, futures) of the batch reduced while the next one is read
+
+    def finish_waiting() -> None:
+        for first, done in waiting:
+            out[first:first + len(done)] = _finish_maps([f.result() for f in done], yy, n)
+        waiting.clear()
+
     try:
         for start in range(0, k_total, batch_size):
             stop = min(start + batch_size, k_total)
@@ -564,12 +570,9 @@ def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> 
             else:  # reduce this batch in threads while the previous one is finished here
                 futures = [pool.submit(_reduce_map, wk, rfac, triangular, q) for wk in wb]
                 del wb
-                for first, done in waiting:
-                    out[first:first + len(done)] = _finish_maps([f.result() for f in done], yy, n)
-                waiting = [(start, futures)]
-        for first, done in waiting:
-            out[first:first + len(done)] = _finish_maps([f.result() for f in done], yy, n)
-        waiting = []
+                finish_waiting()
+                waiting.append((start, futures))
+        finish_waiting()
     finally:
         if pool is not None:
             for _, futures in waiting:

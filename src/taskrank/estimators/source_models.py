@@ -42,10 +42,14 @@ class _SourceModelEstimator(EsmLogme):
     def _workdir(self) -> str:
         return self.finetuned_dir or default_dir()
 
+    def model_folder(self, task_name: str, fingerprint: str) -> Path:
+        """Where a source's fine-tuned model lives in the cache (whether or not it is there yet)."""
+        return model_dir(self._workdir(), self.recipe(), TaskRef(task_name, "", fingerprint), self.seed)
+
     def _model_dir(self, source: Artefact) -> str:
         """The source's fine-tuned model in the cache; trained now if missing and its data is here."""
         ref = TaskRef(source.task, source.config.get("source_path", ""), source.config["fingerprint"])
-        directory = model_dir(self._workdir(), self.recipe(), ref, self.seed)
+        directory = self.model_folder(ref.name, ref.fingerprint)
         if (directory / "model.safetensors").exists():
             return str(directory)
         if ref.path and Path(ref.path).exists():

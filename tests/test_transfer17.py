@@ -1,0 +1,66 @@
+"""The committed 17-task transfer benchmark is complete, resumable and consistent with what ships.
+
+These check the data under benchmarks/transfer17 (not a fresh run): every run of the grid is
+there exactly once under the key the runner computes today, the matrix is the one the runs give,
+and TaskShop's shipped transfer table is that matrix's pair score.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from taskrank.tasks import load_task_folder
+from taskrank.transfer.matrix import pair_table
+from taskrank.transfer.runner import TransferSetting, plan
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks" / "transfer17"
+SEEDS = [0, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def runs() -> pd.DataFrame:
+    return pd.read_csv(BENCH / "runs.csv", keep_default_na=False)
+
+
+def test_every_pair_and_baseline_on_three_seeds(runs):
+    tasks = sorted(set(runs.target))
+    assert len(tasks) == 17
+    expected = {(t, "", s) for t in tasks for s in SEEDS}
+    expected |= {(t, src, s) for t, src in itertools.permutations(tasks, 2) for s in SEEDS}
+    got = list(zip(runs.target, runs.source, runs.seed))
+    assert len(got) == len(set(got)) == len(expected) == 17 * 17 * 3
+    assert set(got) == expected
+    assert runs.value.between(0, 1).all()
+    assert set(runs.metric) <= {"accuracy", "macro_f1"}
+
+
+def test_committed_keys_are_the_runners_keys(runs, shared_tasks):
+    """run.sh resumes from runs.csv: its keys must be what `taskrank transfer run` plans for the
+    same grid (bf16, CPU defaults), or a resumed grid would redo everything."""
+    planned = plan(load_task_folder(shared_tasks), SEEDS, TransferSetting(bf16=True))
+    assert {r.key for r in planned} == set(runs.key)
+
+
+def test_matrix_is_the_runs_pair_table(runs):
+    committed = pd.read_csv(BENCH / "matrix.csv", keep_default_na=False)
+    fresh = pair_table(runs)
+    assert len(committed) == len(fresh) == 272
+    assert (committed.n_seeds == 3).all()
+    merged = committed.merge(fresh, on=["target", "source"], suffixes=("", "_fresh"))
+    assert len(merged) == 272
+    for column in ("mean", "std", "baseline", "PC", "PM", "score"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_fresh"], rtol=0, atol=1e-12)
+
+
+def test_shipped_taskshop_table_is_the_matrix(runs):
+    committed = pd.read_csv(BENCH / "matrix.csv", keep_default_na=False)
+    shipped = pd.read_csv(REPO / "src" / "taskrank" / "pools" / "default" / "transfer.csv", keep_default_na=False)
+    merged = committed.merge(shipped, on=["target", "source"], suffixes=("", "_shipped"))
+    assert len(merged) == len(shipped) == 272
+    np.testing.assert_allclose(merged.score, merged.score_shipped, rtol=0, atol=1e-9)

@@ -58,7 +58,7 @@ def test_matrix_is_the_runs_pair_table(runs):
         np.testing.assert_allclose(merged[column], merged[f"{column}_fresh"], rtol=0, atol=1e-12)
 
 
-def test_shipped_taskshop_table_is_the_matrix(runs):
+def test_shipped_taskshop_table_is_the_matrix():
     committed = pd.read_csv(BENCH / "matrix.csv", keep_default_na=False)
     shipped = pd.read_csv(REPO / "src" / "taskrank" / "pools" / "default" / "transfer.csv", keep_default_na=False)
     merged = committed.merge(shipped, on=["target", "source"], suffixes=("", "_shipped"))

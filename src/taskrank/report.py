@@ -68,6 +68,8 @@ def _comparison_figure(summary: pd.DataFrame, metrics: list[str], methods: list[
     """One horizontal bar chart per metric, methods top to bottom: readable for 3 or 40 methods."""
     fig = _fig(4.5 * len(metrics) + 1.5, 0.24 * len(methods) + 1.4)
     pos = np.arange(len(methods))[::-1]
+    palette = [f"C{k}" for k in (0, 1, 2, 3, 4, 5, 6, 8, 9)]  # C7 is grey: kept for random
+    colors = ["0.6" if m == RANDOM else palette[j % len(palette)] for j, m in enumerate(methods)]
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
         d = summary[summary["metric"] == metric].set_index("method").reindex(methods)
@@ -75,8 +77,6 @@ def _comparison_figure(summary: pd.DataFrame, metrics: list[str], methods: list[
         lo = (y - d["boot_lo"].to_numpy(dtype=float)) if "boot_lo" in d else np.zeros_like(y)
         hi = (d["boot_hi"].to_numpy(dtype=float) - y) if "boot_hi" in d else np.zeros_like(y)
         err = np.nan_to_num(np.vstack([lo, hi]), nan=0.0)
-        palette = [f"C{k}" for k in (0, 1, 2, 3, 4, 5, 6, 8, 9)]  # C7 is grey: kept for random
-        colors = ["0.6" if m == RANDOM else palette[j % len(palette)] for j, m in enumerate(methods)]
         ax.barh(pos, y, xerr=err, color=colors, capsize=2, height=0.7)
         ax.set_yticks(pos, methods if i == 0 else [""] * len(methods), fontsize=7)
         ax.set_ylim(-0.7, len(methods) - 0.3)

@@ -660,7 +660,7 @@ def _finish_maps(reduced: list, yy: np.ndarray, n: int) -> list[float]:
     evs: list = [None] * len(reduced)
     if tri:
         found = _evidence_tridiagonal_ldl(*(np.stack([reduced[i][j] for i in tri]) for j in (2, 3, 4)), yy, n)
-        for i, ev in zip(tri, found or [None] * len(tri)):
+        for i, ev in zip(tri, found):
             evs[i] = ev
     scores = []
     for (bt, c, diag, off, w), ev in zip(reduced, evs):

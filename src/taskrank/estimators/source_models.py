@@ -49,11 +49,9 @@ class _SourceModelEstimator(EsmLogme):
     def _model_dir(self, source: Artefact) -> str:
         """The source's fine-tuned model in the cache; trained now if missing and its data is here."""
         ref = TaskRef(source.task, source.config.get("source_path", ""), source.config["fingerprint"])
-        directory = self.model_folder(ref.name, ref.fingerprint)
-        if (directory / "model.safetensors").exists():
-            return str(directory)
-        if ref.path and Path(ref.path).exists():
-            return train(self._workdir(), self.recipe(), ref, self.seed)
+        cached = (self.model_folder(ref.name, ref.fingerprint) / "model.safetensors").exists()
+        if cached or (ref.path and Path(ref.path).exists()):
+            return train(self._workdir(), self.recipe(), ref, self.seed)  # finds a cached model as it is
         raise ArtefactError(f"{self.name}: fine-tuned model of source '{source.task}' not in {self._workdir()} and its "
                             f"data ({ref.path or 'unknown path'}) is not here; build it with 'taskrank pool build "
                             f"TASKS_FOLDER --method {self.name} --out POOL' (or run the transfer benchmark)")

@@ -112,13 +112,15 @@ class Task:
 
     @property
     def fingerprint(self) -> str:
-        """Stable hash of the spec's content and a seeded sample of training rows (not the name)."""
+        """Stable hash of the content only: task type, the set of class names, and a seeded sample of
+        training rows. Not the name, folder, file format, column names or the order in which class
+        names were declared, so a copy of a task is the same task."""
         if self._fingerprint is None:
             rows = self.sample(FINGERPRINT_ROWS, seed=0)
             cols = ["text", "text_pair", "label"] if self.spec.is_pair else ["text", "label"]
             payload = {
                 "type": self.spec.type,
-                "labels": list(self.spec.labels),
+                "labels": sorted(self.spec.labels),
                 "pair": self.spec.is_pair,
                 "n_train": self.size,
                 "rows": [[str(v) for v in r] for r in rows[cols].itertuples(index=False)],

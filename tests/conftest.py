@@ -37,3 +37,11 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("TASKRANK_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def taskweb_tasks() -> Path:
+    path = SHARED / "taskweb-tasks"
+    if not path.is_dir():
+        pytest.skip("../shared/data/taskweb-tasks is not beside the repository")
+    return path

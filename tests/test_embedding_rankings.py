@@ -69,6 +69,44 @@ def _mean_ranks(name, params, tasks):
     return sentiment, others, ranking
 
 
+def test_textemb_weightings_by_hand():
+    """Three texts of different lengths, each encoded alone (no padding): ``weighting="example"``
+    (Vu et al.) is the mean over texts of each text's mean token vector; ``"token"`` the mean over
+    all tokens; SEMB (mean pooling) equals the former."""
+    import torch
+
+    from taskrank.estimators.text import dataset_means
+    from taskrank.models import BaseModel
+    from taskrank.tasks import Task, TaskSpec
+
+    texts = ["fine", "a rather long sentence about a film that nobody really liked at all", "good acting"]
+    base = BaseModel()
+    encoder = base.load()[1]
+    per_text = []
+    with torch.inference_mode():
+        for t in texts:
+            per_text.append(encoder(**base.tokenize([t])).last_hidden_state[0].double().numpy())
+    lengths = [len(h) for h in per_text]
+    assert len(set(lengths)) == 3
+    example = np.mean([h.mean(0) for h in per_text], axis=0)
+    token = np.concatenate(per_text).sum(0) / sum(lengths)
+    means = dataset_means(base, texts)
+    np.testing.assert_allclose(means["example"], example, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(means["token"], token, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(means["sentence"], example, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(example, token, rtol=1e-2)
+
+    task = Task(TaskSpec(name="three", type="classification", labels=("a", "b")),
+                {"train": pd.DataFrame({"text": texts, "label": ["a", "b", "a"]})})
+    default = get_estimator("textemb", n_examples=3)
+    by_token = get_estimator("textemb", n_examples=3, weighting="token")
+    assert default.weighting == "example" and default.artefact_id != by_token.artefact_id
+    np.testing.assert_allclose(default.prepare(task).tensors["embedding"], example, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(by_token.prepare(task).tensors["embedding"], token, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="weighting"):
+        get_estimator("textemb", weighting="sentence")
+
+
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_sentiment_sources_rank_above_others(name, tasks):
     sentiment, others, ranking = _mean_ranks(name, FAST[name], tasks)

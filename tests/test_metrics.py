@@ -164,6 +164,78 @@ def test_rho():
     assert M.rho(tied, PERF) == 3.0
 
 
+def test_rho_is_judged_by_performance_in_evaluate():
+    # TaskWeb's pair score puts d first, but a has the best target performance: ρ = rank of a = 4
+    pair_score = pd.Series({"a": 0.0, "b": 0.1, "c": 0.2, "d": 0.3})
+    assert M.evaluate(PRED, pair_score, PERF, ks=1)["rho"] == 4.0
+    assert M.rho(PRED, pair_score) == 3.0  # what judging by the pair score would give
+
+
+def test_tror_by_hand():
+    # predicted top-1 b has the 2nd best performance
+    assert M.tror(PRED, PERF) == 2.0
+    assert M.tror(PERF, PERF) == 1.0
+    # b ties c in performance behind a: 1 + 1 + (2 - 1)/2
+    assert M.tror(PRED, pd.Series({"a": 0.8, "b": 0.6, "c": 0.6, "d": 0.4})) == 2.5
+    # prediction ties broken by name: a and b tie on top -> a, the best
+    assert M.tror(pd.Series({"a": 1.0, "b": 1.0, "c": 0.0, "d": 0.0}), PERF) == 1.0
+
+
+def test_improvement_ratio_by_hand():
+    # predicted top-1 b: 0.6; best source a: 0.8
+    assert M.improvement_ratio(PRED, PERF, baseline=0.5) == pytest.approx((0.6 - 0.5) / (0.8 - 0.5))
+    assert M.improvement_ratio(PRED, PERF, baseline=0.7) == pytest.approx(-1.0)  # worse than no transfer
+    assert M.improvement_ratio(PERF, PERF, baseline=0.5) == 1.0
+    assert math.isnan(M.improvement_ratio(PRED, PERF, baseline=0.8))
+
+
+def test_top_k_performance_by_hand():
+    # predicted order b, c, d, a
+    assert M.top_k_performance(PRED, PERF, 1) == pytest.approx(0.6)
+    assert M.top_k_performance(PRED, PERF, 2) == pytest.approx(0.55)
+    assert M.top_k_performance(PRED, PERF) == pytest.approx(0.5)  # k = 3: (0.6 + 0.5 + 0.4) / 3
+    assert M.top_k_performance(PRED, PERF, 9) == pytest.approx(0.575)
+
+
+# two training seeds of the same four transfers
+SEEDS = pd.DataFrame({"s1": PERF, "s2": pd.Series({"a": 0.5, "b": 0.7, "c": 0.6, "d": 0.4})})
+
+
+def test_per_seed_and_seed_mean_aggregation_by_hand():
+    # ρ per seed: s1 best a -> 4; s2 best b -> 1; mean 2.5. Seed mean perf: a .65, b .65, c .55, d .4
+    # -> best a (name breaks the tie) -> 4
+    np.testing.assert_allclose(M.per_seed_values("rho", PRED, SEEDS).to_numpy(), [4.0, 1.0])
+    assert M.over_seeds("rho", PRED, SEEDS) == 2.5
+    assert M.over_seeds(M.rho, PRED, SEEDS, "seed_mean") == 4.0
+    # Regret@1 (max) with each seed's no-transfer baseline: s1 best max(.8, .9) = .9, got b .6 -> 1/3;
+    # s2 best .7 = got b -> 0; per seed 1/6. Seed mean: best max(.65, .7), got .65 -> .05 / .7
+    base = {"s1": 0.9, "s2": 0.5}
+    kw = dict(k=1, variant="max", baseline=base)
+    assert M.over_seeds("regret", PRED, SEEDS, **kw) == pytest.approx(1 / 6)
+    assert M.over_seeds("regret", PRED, SEEDS, "seed_mean", **kw) == pytest.approx(0.05 / 0.7)
+    # top-k performance is linear in perf: both aggregations agree ((.6+.5)/2 and (.7+.6)/2 -> .6)
+    for how in M.AGGREGATIONS:
+        assert M.over_seeds("top_k_performance", PRED, SEEDS, how, k=2) == pytest.approx(0.6)
+
+
+def test_per_seed_predictions_are_paired_with_their_seed():
+    # ESM pairs the method's seed-s prediction with seed-s truth: perfect each time -> ρ 1 and TROR 1
+    preds = {"s1": PERF, "s2": SEEDS["s2"]}
+    assert M.over_seeds("rho", preds, SEEDS) == 1.0
+    assert M.over_seeds("tror", SEEDS, SEEDS) == 1.0  # a DataFrame of predictions works too
+    # the mean of the two predictions: a .65, b .65 -> a first; seed-mean truth best a -> 1
+    assert M.over_seeds("rho", preds, SEEDS, "seed_mean") == 1.0
+    assert M.over_seeds("ir", PRED, SEEDS, baseline=0.5) == pytest.approx(((0.6 - 0.5) / 0.3 + 1.0) / 2)
+    with pytest.raises(ValueError, match="different seeds"):
+        M.over_seeds("rho", {"s1": PERF}, SEEDS)
+    with pytest.raises(ValueError, match="aggregation"):
+        M.over_seeds("rho", PRED, SEEDS, "median")
+    with pytest.raises(ValueError, match="unknown metric"):
+        M.over_seeds("mrr", PRED, SEEDS)
+    with pytest.raises(TypeError, match="per training seed"):
+        M.over_seeds("rho", PRED, PERF)
+
+
 def test_precision_at_k():
     assert M.precision_at_k(PRED, PERF, 2) == 0.5  # {b, c} vs {a, b}
     assert M.precision_at_k(PRED, PERF, 1) == 0.0

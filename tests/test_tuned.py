@@ -8,8 +8,8 @@ import pytest
 from taskrank.estimators import ESTIMATORS, get_estimator
 from taskrank.estimators.tuned import (
     bigram_similarity, bitfit_layer_vectors, centred, ensemble_mean, layer_average, lora_layer_vectors,
-    max_similarity, normalise_tokens, prefix_layer_vectors, prompt_feature, prompt_flatten, prompt_similarity,
-    prompt_unigram, tupate_embedding,
+    max_similarity, normalise_tokens, prefix_layer_vectors, prefix_task_embedding, prompt_feature, prompt_flatten,
+    prompt_similarity, prompt_unigram, tupate_embedding,
 )
 from taskrank.store import Artefact
 
@@ -96,8 +96,34 @@ def test_prefix_averaged_over_positions_then_layers():
     prefix = np.array([[1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0]])
     np.testing.assert_allclose(prefix_layer_vectors(prefix, 2), [[2, 3], [4, 5]])
     state = {"encoder.prompt_encoder.default.embedding.weight": prefix, "head.bias": np.zeros(2)}
-    np.testing.assert_allclose(tupate_embedding(state, "prefix", 2), [3, 4])
+    np.testing.assert_allclose(tupate_embedding(state, "prefix", 2, "position-mean"), [3, 4])
+    # the default (paper): positions kept, the 4 key/value slices of width 1 averaged: (1+2+3+4)/4, (3+4+5+6)/4
+    np.testing.assert_allclose(tupate_embedding(state, "prefix", 2), [2.5, 4.5])
     np.testing.assert_allclose(layer_average([[1, 2], [3, 4], [5, 9]]), [3, 5])
+
+
+def test_prefix_constructions_by_hand():
+    # 2 positions; 2 layers; hidden 2. peft's row layout: [key layer 0 | value layer 0 | key layer 1 | value layer 1]
+    prefix = np.array([[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+                       [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4.0]])
+    # paper: per position the mean of the four (hidden 2) slices -> position 0 (4, 5), position 1 (0, 1)
+    np.testing.assert_allclose(prefix_task_embedding(prefix, 2), [4, 5, 0, 1])
+    # released extract_ptuning_v2_task_emb: embedding.weight.mean(0), layers kept
+    np.testing.assert_allclose(prefix_task_embedding(prefix, 2, "released"), [0.5, 1, 1.5, 2, 2.5, 3, 3.5, 6])
+    # positions averaged, then the two layers' [key; value] vectors (.5,1,1.5,2) and (2.5,3,3.5,6)
+    np.testing.assert_allclose(prefix_task_embedding(prefix, 2, "position-mean"), [1.5, 2, 2.5, 4])
+    with pytest.raises(ValueError, match="prefix_embedding"):
+        prefix_task_embedding(prefix, 2, "mean")
+
+
+def test_prefix_embedding_is_a_prepare_parameter_of_tupate_prefix_only():
+    default = get_estimator("tupate-prefix")
+    assert default.prefix_embedding == "paper"
+    assert get_estimator("tupate-prefix", prefix_embedding="released").artefact_id != default.artefact_id
+    assert "prefix_embedding" not in get_estimator("tupate-lora").get_params()
+    assert [m.prefix_embedding for m in get_estimator("tupate-ensemble").members][-1] == "paper"
+    with pytest.raises(ValueError, match="prefix_embedding"):
+        get_estimator("tupate-prefix", prefix_embedding="layers")
 
 
 def test_ensemble_is_the_mean_similarity():

@@ -81,28 +81,31 @@ def rank(
     target: str = typer.Option(..., help="Target task: a CSV/TSV/JSONL/Parquet file, a folder of split files, or a Hugging Face dataset id."),
     text: Optional[str] = typer.Option(None, help="Text column (guessed when omitted)."),
     text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Second text column for sentence-pair tasks."),
-    label: Optional[str] = typer.Option(None, help="Label column (guessed when omitted)."),
-    task_type: Optional[str] = typer.Option(None, "--type", help="classification or regression (inferred when omitted)."),
-    pool: str = typer.Option("default", help="'default' (ships with taskrank) or a pool directory/URL."),
+    label: Optional[str] = typer.Option(None, help="Label column (guessed when omitted): class, value, right choice (index or text) or answer."),
+    choices: Optional[str] = typer.Option(None, help="Multiple choice: the column holding each example's choices (a list), or several columns joined by commas."),
+    task_type: Optional[str] = typer.Option(None, "--type", help="classification, regression, multiple_choice or generation (inferred when omitted)."),
+    pool: str = typer.Option("default", help="'default' or 'taskweb' (both ship with taskrank), or a pool directory/URL."),
     method: str = typer.Option("textemb", help="Estimator name (see 'taskrank methods')."),
     model: str = typer.Option("default", help="Base model: 'default' (bundled all-MiniLM-L6-v2), a hub id or a path."),
     top: Optional[int] = typer.Option(None, help="Show only the best K sources."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
 ):
     """Rank the pool's source tasks for a target task, best first."""
-    from .estimators import get_estimator
     from .models import BaseModel
     from .pool import Pool
     from .ranking import rank as rank_sources
     from .store import default_cache
     from .tasks import load_task
 
-    task = load_task(target, text=text, text_pair=text_pair, label=label, task_type=task_type)
+    task = load_task(target, text=text, text_pair=text_pair, label=label, task_type=task_type, choices=choices)
     source_pool = Pool.open(pool)
-    estimator = get_estimator(method, model=BaseModel(model))
+    estimator = source_pool.estimator(method, model=BaseModel(model))
     result = rank_sources(task, source_pool, estimator, cache=default_cache())
     if result.excluded:
         typer.echo(f"left out {', '.join(result.excluded)}: same task as the target", err=True)
+    if result.unscored:
+        typer.echo(f"not scored by {method} (a task type it is not defined for; ranked last): "
+                   f"{', '.join(result.unscored)}", err=True)
     table = result.table if top is None else result.table.head(top)
     _emit(table, fmt, title=f"sources for {task.name} by {method}")
 
@@ -251,6 +254,74 @@ def transfer_import(
     typer.echo(f"{stored} runs added to {journal}", err=True)
 
 
+class Split(str, Enum):
+    one = "one"
+    half = "half"
+
+
+class Ceiling(str, Enum):
+    one = "one"
+    half = "half"
+    none = "none"
+
+
+class TwBaseline(str, Enum):
+    seed = "seed"
+    implied = "implied"
+
+
+@transfer_app.command("reliability")
+@friendly
+def transfer_reliability(
+    matrix: Optional[Path] = typer.Option(None, help="Per-seed runs: runs.csv of 'taskrank transfer export' (with target-only runs)."),
+    taskweb: Optional[Path] = typer.Option(None, help="TaskWeb's released results (folder) instead of --matrix."),
+    tw_model: str = typer.Option("t5l", "--model", help="TaskWeb model (with --taskweb)."),
+    adaptation: str = typer.Option("finetune", help="TaskWeb adaptation (with --taskweb)."),
+    tw_baseline: TwBaseline = typer.Option(TwBaseline.seed, "--tw-baseline",
+                                           help="TaskWeb's missing target-only runs: per-seed baselines reconstructed from its PC, or its implied baseline for every seed."),
+    setting: Optional[str] = typer.Option(None, help="Setting to use when the runs hold several."),
+    split: Split = typer.Option(Split.one, help="one: every seed vs the rest; half: random halves vs the rest."),
+    splits: int = typer.Option(20, help="Random halves (with --split half; all of them if there are fewer)."),
+    exclude: list[str] = typer.Option([], help="Target(s) to leave out, repeatable or comma-separated (TaskWeb leaves out piqa)."),
+    gold: str = typer.Option("score", help="Pair-table column that orders the gold (score = TaskWeb's pair score)."),
+    perf: str = typer.Option("mean", help="Pair-table column with the target performance (for Regret, ESM NDCG)."),
+    k: list[int] = typer.Option([1, 3, 5], "--k", help="Cut-offs for Regret@k and precision@k (repeatable)."),
+    boot: int = typer.Option(1000, help="Bootstrap draws over targets (0: no interval)."),
+    seed: int = typer.Option(0, help="Seed of the random halves and of the bootstrap."),
+    percent: bool = typer.Option(True, "--percent/--fraction", help="NDCG and Regret x100 (as the papers) or as fractions."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table (per target, then the mean), json or csv (tidy)."),
+    out: Optional[Path] = typer.Option(None, help="Also save: .json (meta + tidy results) or .csv (tidy)."),
+):
+    """Split-seed ceiling of the gold: rank each target's sources by the gold of one seed (or half the
+    seeds) and score that against the gold of the other seeds, with every evaluation metric."""
+    from .reliability import load_seed_runs, reliability
+
+    runs, notes, origin = load_seed_runs(matrix, taskweb, tw_model, adaptation, setting, tw_baseline.value)
+    rel = reliability(runs, split.value, splits, seed, k, gold, perf, exclude=_split(exclude), boot=boot)
+    rel.meta.update({"origin": origin, "notes": notes, "percent": percent})
+    tidy = rel.tidy(percent)
+    payload = {"meta": rel.meta, "results": json.loads(tidy.to_json(orient="records", double_precision=15))}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            out.write_text(json.dumps(payload, indent=1))
+        else:
+            tidy.to_csv(out, index=False)
+        typer.echo(f"reliability -> {out}", err=True)
+    if fmt is Format.json:
+        typer.echo(json.dumps(payload))
+    elif fmt is Format.csv:
+        typer.echo(tidy.to_csv(index=False), nl=False)
+    else:
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
+        wide = rel.wide(percent).drop(columns=["setting", "split"])
+        wide[["n_sources", "n_splits"]] = wide[["n_sources", "n_splits"]].astype(object).fillna("")
+        _print_table(wide, title=f"gold ceiling of {origin} (setting {rel.meta['setting']}), {split.value} vs rest, "
+                           f"{len(rel.meta['splits'])} splits; mean ± {int(100 * rel.meta['level'])}% bootstrap over targets"
+                           + ("; NDCG/Regret x100" if percent else ""))
+
+
 # ----------------------------------------------------------------------------- evaluation, reports, mixtures
 
 
@@ -355,6 +426,8 @@ def evaluate(
     boot: int = typer.Option(1000, help="Bootstrap draws over targets (0: no interval)."),
     seed_boot: int = typer.Option(200, help="Bootstrap draws over training seeds where per-seed runs are known (0: none)."),
     seed: int = typer.Option(0, help="Seed of both bootstraps."),
+    ceiling: Ceiling = typer.Option(Ceiling.one, help="Gold's split-seed ceiling as a row where per-seed runs are known: "
+                                    "one seed vs the rest, half vs half, or none."),
     percent: bool = typer.Option(True, "--percent/--fraction", help="NDCG and Regret x100 (as the papers) or as fractions."),
     per_target: bool = typer.Option(True, "--per-target/--no-per-target", help="Also print the per-target table."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv (tidy)."),
@@ -397,6 +470,10 @@ def evaluate(
         raise EvaluationError(f"method name(s) {dupe} given twice (a --method and a predictions file stem?)")
     ev = evaluate_predictions(truth, allp, exclude=excluded, targets=targets, candidates=candidates, ks=k,
                               regret_baseline=regret_baseline, boot=boot, seed_boot=seed_boot, seed=seed)
+    if ceiling is not Ceiling.none:
+        from .reliability import with_ceiling
+
+        ev = with_ceiling(ev, truth, taskweb, tw_model, adaptation, ceiling.value)
     if out is not None:
         written = ev.save(out, percent)
         typer.echo(f"evaluation -> {', '.join(map(str, written))}", err=True)

@@ -249,33 +249,39 @@ def read_predictions(path: str | Path, method: str | None = None) -> pd.DataFram
     return out
 
 
-def pool_predictions(methods: Sequence[str], pool, tasks_folder: str | Path, targets: Sequence[str],
-                     model=None, cache=None) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Score every pool task (except the target) for each target with each method.
+def pool_predictions(methods: Sequence[str], pool, tasks_folder: str | Path | None, targets: Sequence[str],
+                     model=None, cache=None, load=None) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """Score every pool task (except the target) for each target with each method (with the pool's
+    ``method_params``); a source a method is not defined for ranks last.
 
-    The target's data comes from ``tasks_folder/<target>`` (the target-side artefact needs it).
+    The target's data comes from ``tasks_folder/<target>`` (the target-side artefact needs it), or
+    from ``load(name)`` when given (e.g. :func:`taskrank.taskweb.load_taskweb_task`).
     Returns the predictions and, per target, the pool's candidate sources. All pool tasks are
     scored, as ``taskrank rank`` does, so composites (TaskShop pivots, ensemble z-scores) see the
     same pool as a ranking would; evaluation then keeps the sources that have gold.
     """
-    from .estimators import get_estimator
     from .progress import track
     from .ranking import score_sources
     from .tasks import load_task
 
-    folder = Path(tasks_folder)
-    estimators = [get_estimator(m, model=model) for m in methods]
+    folder = Path(tasks_folder) if tasks_folder is not None else None
+    estimators = [pool.estimator(m, model=model) for m in methods]
     rows, candidates = [], {}
     for target in track(list(targets), description="evaluate: scoring", total=len(targets)):
-        path = folder / target
-        if not path.exists():
-            raise EvaluationError(f"target '{target}': no task folder {path} (the target side needs its data; "
-                                  "--tasks names the folder of task folders)")
-        task = load_task(path)
+        if load is not None:
+            task = load(target)
+        else:
+            path = folder / target
+            if not path.exists():
+                raise EvaluationError(f"target '{target}': no task folder {path} (the target side needs its data; "
+                                      "--tasks names the folder of task folders)")
+            task = load_task(path)
         keep = [t for t in pool.tasks if t["name"] != target and t["fingerprint"] != task.fingerprint]
         candidates[target] = [t["name"] for t in keep]
         for name, est in zip(methods, estimators):
             scores = score_sources(task, pool, est, keep, cache)
+            # a source the method is not defined for (NaN) ranks last, as in `taskrank rank`
+            scores = np.where(np.isnan(scores), np.nanmin(scores) - 1.0 if np.isfinite(scores).any() else 0.0, scores)
             rows += [{"method": name, "target": target, "source": t["name"], "score": float(s)}
                      for t, s in zip(keep, scores)]
     return pd.DataFrame(rows, columns=["method", "target", "source", "score"]), candidates

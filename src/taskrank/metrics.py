@@ -11,12 +11,15 @@ Conventions (the same everywhere):
 
 * Higher predicted score = better source. A predicted order sorts by score, descending, and
   breaks ties by source name, ascending (TaskWeb's evaluation does the same: a stable sort of
-  the alphabetical task list). Gold orders use the same rule. Only ρ averages over ties
-  instead, as its definition asks.
+  the alphabetical task list). Gold orders use the same rule. Only ρ and TROR average over
+  ties instead, as their definitions ask.
 * ``k`` larger than the pool is clipped to the pool size; ``k < 1`` is an error.
 * Values are fractions (NDCG 1.0 is perfect, Regret 0.0 is perfect); the papers print NDCG
   and Regret ×100.
 * NaN in the inputs is an error: drop or fill before scoring.
+* Training seeds: the functions above judge one set of results. :func:`over_seeds` applies any
+  of them to results with several training seeds, either per seed and then averaged (the ESM
+  paper, 2407.16245) or once on the seed mean (TaskWeb, taskrank's evaluation).
 """
 
 from __future__ import annotations
@@ -36,11 +39,18 @@ __all__ = [
     "ndcg",
     "regret_at_k",
     "rho",
+    "tror",
+    "improvement_ratio",
+    "top_k_performance",
     "precision_at_k",
     "spearman",
     "kendall",
     "evaluate",
     "random_expectation",
+    "AGGREGATIONS",
+    "METRICS",
+    "per_seed_values",
+    "over_seeds",
 ]
 
 NDCG_VARIANTS = ("taskweb", "esm", "uds", "linear")
@@ -243,16 +253,53 @@ def _best_source(gold: pd.Series):
     return predicted_order(gold)[0]
 
 
-def rho(pred, gold) -> float:
+def _rank_of(values: pd.Series, name) -> float:
+    """1-based rank of ``name`` in ``values`` (descending), ties averaged."""
+    v = values[name]
+    return float((values > v).sum() + 1 + ((values == v).sum() - 1) / 2)
+
+
+def rho(pred, perf) -> float:
     """Rank (1-based) of the truly best source in the predicted order; lower is better.
 
-    Vu et al. 2020 ("ρ"), the TuPaTE paper, and ``get_ROBS`` in the ESM code. Ties in the
-    predictions are averaged: rank = #(sources scored strictly higher) + 1 + (#tied − 1)/2.
-    The truly best source is the one with the highest gold value (gold ties by name).
+    Vu et al. 2020 ("ρ"), the TuPaTE paper, and ``get_ROBS`` in the ESM code
+    (hf-dataset-selector ``utils/eval_utils.py``): the truly best source is the one with the highest
+    *target performance* after transfer (``perf``; ties by name), not the one TaskWeb's pair score
+    puts first. Ties in the predictions are averaged: rank = #(sources scored strictly higher) + 1 +
+    (#tied − 1)/2.
     """
-    p, g = _align(pred, gold)
-    s = p[_best_source(g)]
-    return float((p > s).sum() + 1 + ((p == s).sum() - 1) / 2)
+    p, v = _align(pred, perf, "pred", "perf")
+    return _rank_of(p, _best_source(v))
+
+
+def tror(pred, perf) -> float:
+    """TROR, the ESM paper's "true rank of the observed (top-ranked) source" (``get_TROR`` in
+    hf-dataset-selector ``utils/eval_utils.py``): the rank (1-based, by target performance,
+    descending, ties averaged) of the source the prediction puts first (prediction ties by name);
+    lower is better, 1 = the predicted top-1 is the best source. ρ with the roles swapped."""
+    p, v = _align(pred, perf, "pred", "perf")
+    return _rank_of(v, predicted_order(p)[0])
+
+
+def improvement_ratio(pred, perf, baseline: float) -> float:
+    """IR, the ESM paper's improvement ratio (``get_IR`` in hf-dataset-selector
+    ``utils/eval_utils.py``): (perf of the predicted top-1 − baseline) / (best perf − baseline), with
+    ``baseline`` the target's performance without transfer and "best" the best source (the
+    baseline itself not counted). 1 = the best source was chosen, 0 = no better than not
+    transferring, negative = worse. NaN when best perf equals the baseline."""
+    p, v = _align(pred, perf, "pred", "perf")
+    denom = float(v.max()) - float(baseline)
+    if denom == 0:
+        return math.nan
+    return (float(v[predicted_order(p)[0]]) - float(baseline)) / denom
+
+
+def top_k_performance(pred, perf, k: int = 3) -> float:
+    """2407.16245's ``top_k_performance`` (``compute_top_k_score`` in uds-lsv ``seq2seq/dev/get_ndcg.py``):
+    the mean target performance of the predicted top-k sources (a raw performance, not relative;
+    higher is better). The function's default k is 3; the script's call passes k = 2."""
+    p, v = _align(pred, perf, "pred", "perf")
+    return float(v[predicted_order(p)[: _clip_k(k, len(p))]].mean())
 
 
 def precision_at_k(pred, gold, k: int = 5) -> float:
@@ -302,7 +349,9 @@ def evaluate(
     ``gold`` orders the sources (e.g. TaskWeb's pair score); ``perf`` is the target
     performance after transfer (defaults to ``gold``). Which input each metric uses:
 
-    * ``ndcg_taskweb``, ``ndcg_linear``, ``rho``, ``precision@k``, ``spearman``, ``kendall``: gold
+    * ``ndcg_taskweb``, ``ndcg_linear``, ``precision@k``, ``spearman``, ``kendall``: gold
+    * ``rho``: perf (the rank of the source best by target performance, as Vu et al., TuPaTE and
+      the ESM paper's ROBS define it)
     * ``ndcg_esm``: perf (NaN when perf is not within [0, 1]; "uds" is the same number on a
       0–100 scale, so it is not repeated)
     * ``regret_mean@k``: perf, gold top-k chosen by gold (TaskWeb's protocol)
@@ -314,7 +363,7 @@ def evaluate(
         "ndcg_taskweb": ndcg(p, g, "taskweb"),
         "ndcg_linear": ndcg(p, g, "linear"),
         "ndcg_esm": ndcg(p, v, "esm") if _perf_in_unit(v) else math.nan,
-        "rho": rho(p, g),
+        "rho": rho(p, v),
         "spearman": spearman(p, g),
         "kendall": kendall(p, g),
     }
@@ -387,3 +436,94 @@ def random_expectation(
         )
         out[f"precision@{k}"] = kk / n
     return out
+
+
+# ----------------------------------------------------------------------------- training seeds
+
+AGGREGATIONS = ("seed_mean", "per_seed")
+METRICS = {
+    "ndcg": ndcg,
+    "regret": regret_at_k,
+    "rho": rho,
+    "tror": tror,
+    "ir": improvement_ratio,
+    "top_k_performance": top_k_performance,
+    "precision": precision_at_k,
+    "spearman": spearman,
+    "kendall": kendall,
+}
+
+
+def _seed_table(x, what: str) -> dict | None:
+    """{seed: values by source} for per-seed input (a DataFrame with one column per seed, or a
+    mapping seed -> Series/dict); None for a single set of values (Series, or dict source -> number)."""
+    if isinstance(x, pd.DataFrame):
+        return {c: x[c] for c in x.columns}
+    if isinstance(x, Mapping) and x and all(isinstance(v, (pd.Series, Mapping)) for v in x.values()):
+        return dict(x)
+    if isinstance(x, Mapping) and not x:
+        raise ValueError(f"{what}: no seeds")
+    return None
+
+
+def _metric(metric):
+    if callable(metric):
+        return metric
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {tuple(METRICS)} or pass a function")
+    return METRICS[metric]
+
+
+def per_seed_values(metric, pred, perf_by_seed, baseline=None, **kwargs) -> pd.Series:
+    """The metric once per training seed, as a Series indexed by seed.
+
+    ``perf_by_seed``: the target performance after transfer from each source, per training seed (a
+    DataFrame with sources as rows and one column per seed, or a mapping seed -> Series).
+    ``pred``: one prediction for every seed (Series/dict by source), or one per seed in the same
+    form as ``perf_by_seed`` (the papers pair a method's seed-s prediction with seed-s truth).
+    ``baseline``: a number, or a mapping seed -> number (each seed's no-transfer run), passed on to
+    metrics that take it (``regret_at_k``, ``improvement_ratio``). ``metric`` is a function of
+    ``(pred, perf, **kwargs)`` or a name in ``METRICS``."""
+    fn = _metric(metric)
+    truth = _seed_table(perf_by_seed, "perf_by_seed")
+    if truth is None:
+        raise TypeError("perf_by_seed must hold one column (or mapping entry) per training seed")
+    preds = _seed_table(pred, "pred")
+    if preds is not None and set(preds) != set(truth):
+        raise ValueError(f"pred and perf_by_seed have different seeds: {sorted(preds, key=str)} vs "
+                         f"{sorted(truth, key=str)}")
+    out = {}
+    for seed, perf in truth.items():
+        extra = dict(kwargs)
+        if baseline is not None:
+            extra["baseline"] = baseline[seed] if isinstance(baseline, (Mapping, pd.Series)) else baseline
+        out[seed] = fn(preds[seed] if preds is not None else pred, perf, **extra)
+    return pd.Series(out, dtype=float)
+
+
+def over_seeds(metric, pred, perf_by_seed, aggregation: str = "per_seed", baseline=None, **kwargs) -> float:
+    """One metric over several training seeds of the ground truth, aggregated one of two ways.
+
+    * ``"per_seed"`` — the ESM paper (``evaluate_method`` in hf-dataset-selector
+      ``utils/eval_utils.py``, branch ``emnlp-submission``) and 2407.16245 (uds-lsv
+      ``seq2seq/dev/get_ndcg.py``): the metric on each seed's results, then the mean over seeds.
+    * ``"seed_mean"`` — TaskWeb and taskrank's evaluation: the metric once, on the mean over seeds
+      of the performance (and of the predictions and baselines, when given per seed).
+
+    Inputs as in :func:`per_seed_values`. The two differ whenever the metric is not linear in perf
+    (all of them except ``top_k_performance``)."""
+    if aggregation == "per_seed":
+        return float(per_seed_values(metric, pred, perf_by_seed, baseline, **kwargs).mean())
+    if aggregation != "seed_mean":
+        raise ValueError(f"unknown aggregation {aggregation!r}; choose from {AGGREGATIONS}")
+    truth = _seed_table(perf_by_seed, "perf_by_seed")
+    if truth is None:
+        raise TypeError("perf_by_seed must hold one column (or mapping entry) per training seed")
+    perf = pd.concat({k: _series(v, "perf_by_seed") for k, v in truth.items()}, axis=1).mean(axis=1)
+    preds = _seed_table(pred, "pred")
+    if preds is not None:
+        pred = pd.concat({k: _series(v, "pred") for k, v in preds.items()}, axis=1).mean(axis=1)
+    if baseline is not None:
+        kwargs["baseline"] = (float(np.mean([baseline[k] for k in truth]))
+                              if isinstance(baseline, (Mapping, pd.Series)) else baseline)
+    return float(_metric(metric)(pred, perf, **kwargs))

@@ -1,7 +1,11 @@
 """Source pools: task metadata (numbers and names only, no text) plus prepared artefacts.
 
-``<pool>/pool.json`` lists the tasks; ``<pool>/artefacts/`` is a :class:`Store`. The default pool
-ships inside the package so ranking works on a fresh machine with no data and no network.
+``<pool>/pool.json`` lists the tasks; ``<pool>/artefacts/`` is a :class:`Store`. Two pools ship
+inside the package so ranking works on a fresh machine with no data and no network: ``default``
+(taskrank's 17 tasks) and ``taskweb`` (TaskWeb's 22 tasks). ``pool.json`` may also hold
+``method_params``: parameters the pool's artefacts were made with where they differ from a
+method's defaults (e.g. TaskWeb's RoE inputs), applied whenever that pool ranks; a relative
+``transfer`` path (TaskShop's transfer table) is read from the pool's folder.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from .progress import track
 from .store import Artefact, ArtefactError, Store, atomic_write, url_to_fs
 from .tasks import Task
 
-DEFAULT_POOL = Path(__file__).parent / "pools" / "default"
+SHIPPED_POOLS = Path(__file__).parent / "pools"
+DEFAULT_POOL = SHIPPED_POOLS / "default"
 POOL_FILE = "pool.json"
 
 
@@ -41,7 +46,8 @@ class Pool:
 
     @classmethod
     def open(cls, name: str | Path = "default") -> "Pool":
-        pool = cls(DEFAULT_POOL if str(name) == "default" else name)
+        shipped = SHIPPED_POOLS / str(name)
+        pool = cls(shipped if "/" not in str(name) and (shipped / POOL_FILE).is_file() else name)
         if not pool.fs.exists(f"{pool._path}/{POOL_FILE}"):
             raise PoolError(f"{name}: not a taskrank pool ({POOL_FILE} missing); build one with 'taskrank pool build'")
         return pool
@@ -56,6 +62,23 @@ class Pool:
     @property
     def tasks(self) -> list[dict]:
         return self.meta["tasks"]
+
+    @property
+    def method_params(self) -> dict:
+        """Per method name (or composite prefix), the parameters this pool's artefacts were made with."""
+        out = {}
+        for method, params in self.meta.get("method_params", {}).items():
+            params = dict(params)
+            if "transfer" in params and "://" not in self.root and not Path(params["transfer"]).is_absolute():
+                params["transfer"] = str(Path(self._path) / params["transfer"])
+            out[method] = params
+        return out
+
+    def estimator(self, name: str, model=None, **params) -> Estimator:
+        """An estimator by name with this pool's ``method_params`` applied (``params`` override them)."""
+        from .estimators import get_estimator
+
+        return get_estimator(name, model=model, defaults=self.method_params, **params)
 
     def artefacts(self, estimator: Estimator, tasks: list[dict] | None = None) -> list[Artefact]:
         """The estimator's artefacts for the pool's tasks (all of them unless given)."""
@@ -76,6 +99,8 @@ class Pool:
         (ensemble, TaskShop) has its members prepared."""
         for estimator in with_members(estimators):
             key = (estimator.artefact_id, estimator.model.model_id, task.fingerprint)
+            if not estimator.supports(task.spec.type):
+                continue  # e.g. a generation source for a method that tunes a head: ranked NaN
             if not self.store.has(*key):
                 self.store.save(*key, estimator.prepare(task))
         tasks = [t for t in self.tasks if t["name"] != task.name] + [task.metadata()]

@@ -16,11 +16,13 @@ from .tasks import Task
 
 @dataclass
 class Ranking:
-    """Sources best first, with scores; ``excluded`` names pool tasks that are the target itself."""
+    """Sources best first, with scores; ``excluded`` names pool tasks that are the target itself,
+    ``unscored`` the sources of a type the method is not defined for (NaN scores, ranked last)."""
 
     table: pd.DataFrame
     method: str
     excluded: list[str] = field(default_factory=list)
+    unscored: list[str] = field(default_factory=list)
 
 
 def order(sources: list[str], scores: np.ndarray) -> np.ndarray:
@@ -34,6 +36,7 @@ def target_artefact(estimator: Estimator, target: Task, cache: Store | None, poo
     """The target side's artefact: the pool's own when the target is a pool task and the method
     prepares targets as it prepares sources (so evaluating on a pool's tasks tunes nothing again),
     else from the user's cache, else prepared now."""
+    estimator.check_task(target)
     if pool is not None and type(estimator).prepare_target is Estimator.prepare_target:
         artefact = pool.store.load(estimator.artefact_id, estimator.model.model_id, target.fingerprint)
         if artefact is not None:
@@ -54,8 +57,11 @@ def score_sources(target: Task, pool: Pool, estimator: Estimator, sources: list[
         member_scores = [score_sources(target, pool, m, sources, cache) for m in estimator.members]
         scores = estimator.combine(target.name, [t["name"] for t in sources], member_scores)
     else:
-        artefacts = pool.artefacts(estimator, sources)
-        scores = estimator.score(target_artefact(estimator, target, cache, pool), artefacts)
+        usable = [i for i, t in enumerate(sources) if estimator.supports(t.get("type", "classification"))]
+        scores = np.full(len(sources), np.nan)
+        if usable:
+            artefacts = pool.artefacts(estimator, [sources[i] for i in usable])
+            scores[usable] = estimator.score(target_artefact(estimator, target, cache, pool), artefacts)
     return np.asarray(scores, dtype=np.float64)
 
 
@@ -72,4 +78,5 @@ def rank(target: Task, pool: Pool, estimator: Estimator, cache: Store | None = N
         "group": [keep[i].get("group") or "" for i in idx],
         "size": [keep[i]["size"] for i in idx],
     })
-    return Ranking(table, estimator.name, excluded)
+    unscored = [t["name"] for t, s in zip(keep, scores) if np.isnan(s)]
+    return Ranking(table, estimator.name, excluded, unscored)

@@ -1,6 +1,6 @@
 """How a task's own performance is measured (not ranking metrics: see metrics.py).
 
-Classification uses accuracy, or macro-F1 when the training classes are imbalanced (largest class
+Multiple choice uses accuracy; classification uses accuracy, or macro-F1 when the training classes are imbalanced (largest class
 at least twice the smallest); regression uses the mean of Pearson and Spearman correlations.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
 
-from .tasks import Task
+from .tasks import Task, TaskError
 
 IMBALANCE_RATIO = 2.0
 
@@ -17,6 +17,10 @@ IMBALANCE_RATIO = 2.0
 def task_metric(task: Task) -> str:
     if task.is_regression:
         return "pearson_spearman"
+    if task.is_multiple_choice:
+        return "accuracy"  # the right choice among the example's own choices
+    if task.is_generation:
+        raise TaskError(f"{task.origin or task.name}: a generation task has no classification or regression metric")
     counts = task.split("train")["label"].value_counts()
     return "macro_f1" if counts.max() >= IMBALANCE_RATIO * counts.min() else "accuracy"
 

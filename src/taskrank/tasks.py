@@ -1,8 +1,17 @@
 """Tasks: a labelled dataset plus its spec, loaded from files, folders or the Hugging Face hub.
 
 Everything downstream sees one normalised shape: a DataFrame per split with columns
-``text`` (and ``text_pair`` for sentence pairs) and ``label`` (class name as a string, or a float
-for regression). Every malformed input raises :class:`TaskError` naming the file, column or value.
+``text`` (and ``text_pair`` for sentence pairs) and ``label``. Task types:
+
+- ``classification``: ``label`` is the class name (a string);
+- ``regression``: ``label`` is a float;
+- ``multiple_choice``: a per-example list of answer texts in ``choices`` (a tuple of strings) and
+  ``label`` the 0-based index of the right one (given as an index or as the right choice's text).
+  Examples whose choices are all the same (verbalised labels, e.g. ``["Yes", "No"]``) make a
+  classification task with those class names instead;
+- ``generation``: ``label`` is the answer text (e.g. squad_v2 as a TaskWeb source).
+
+Every malformed input raises :class:`TaskError` naming the file, column or value.
 """
 
 from __future__ import annotations
@@ -23,7 +32,11 @@ SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validat
 FILE_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 TEXT_GUESSES = (("text", None), ("text_a", "text_b"), ("sentence1", "sentence2"), ("premise", "hypothesis"),
                 ("question1", "question2"), ("sentence", None), ("question", None), ("review", None))
-LABEL_GUESSES = ("label", "labels", "score", "target", "class")
+LABEL_GUESSES = ("label", "labels", "score", "target", "class", "answer", "answers")
+CHOICE_GUESSES = ("choices", "options", "endings")
+TASK_TYPES = ("classification", "regression", "multiple_choice", "generation")
+# TaskWeb's Retrieval-of-Experts inputs (taskweb-tasks layout): an extra, not a split
+ROE_FILE = "roe32.jsonl"
 FINGERPRINT_ROWS = 1000
 
 
@@ -36,12 +49,13 @@ class TaskSpec:
     """What a task is, independent of where its rows came from."""
 
     name: str
-    type: str  # "classification" | "regression"
+    type: str  # one of TASK_TYPES
     text: str = "text"
     text_pair: str | None = None
     label: str = "label"
     labels: tuple[str, ...] = ()  # class names, in label-id order (classification only)
     group: str | None = None
+    choices: str | None = None  # the choices column(s) of a multiple-choice task, as given
 
     @property
     def is_pair(self) -> bool:
@@ -56,6 +70,8 @@ class Task:
     splits: dict[str, pd.DataFrame]
     origin: str = ""
     _fingerprint: str | None = field(default=None, repr=False)
+    # side data that is not a split (e.g. TaskWeb's RoE inputs, key "roe32"): text, choices
+    extras: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -66,8 +82,17 @@ class Task:
         return self.spec.type == "regression"
 
     @property
+    def is_multiple_choice(self) -> bool:
+        return self.spec.type == "multiple_choice"
+
+    @property
+    def is_generation(self) -> bool:
+        return self.spec.type == "generation"
+
+    @property
     def num_labels(self) -> int:
-        return 1 if self.is_regression else len(self.spec.labels)
+        """Width of a model's head: classes, or 1 (a regression value; a score per (text, choice) pair)."""
+        return len(self.spec.labels) if self.spec.type == "classification" else 1
 
     @property
     def size(self) -> int:
@@ -79,17 +104,50 @@ class Task:
         return self.splits[name]
 
     def texts(self, split: str = "train", frame: pd.DataFrame | None = None) -> list:
-        """Inputs of a split: strings, or (text, text_pair) tuples for pair tasks."""
+        """One input per example, what the text methods (textemb, semb, roe, vocab) embed: strings,
+        or (text, text_pair) tuples for pair tasks. A multiple-choice example is its text followed
+        by its choices, one per line (the answer is not marked); a generation example is its text
+        (the answer is an output, as a class label is)."""
         df = self.split(split) if frame is None else frame
         if self.spec.is_pair:
             return list(zip(df["text"].tolist(), df["text_pair"].tolist()))
+        if self.is_multiple_choice:
+            return [example_text(t, c) for t, c in zip(df["text"].tolist(), df["choices"].tolist())]
         return df["text"].tolist()
 
+    def choice_pairs(self, frame: pd.DataFrame) -> tuple[list[tuple[str, str]], np.ndarray]:
+        """Multiple choice: every (text, choice) pair of the frame, example by example, and the
+        offsets (N + 1,) of each example's pairs."""
+        pairs, offsets = [], [0]
+        for text, choices in zip(frame["text"].tolist(), frame["choices"].tolist()):
+            pairs += [(text, c) for c in choices]
+            offsets.append(len(pairs))
+        return pairs, np.asarray(offsets, dtype=np.int64)
+
+    def encoder_inputs(self, frame: pd.DataFrame) -> list:
+        """What a tuned model reads: the texts, or every (text, choice) pair of a multiple-choice task."""
+        return self.choice_pairs(frame)[0] if self.is_multiple_choice else self.texts(frame=frame)
+
+    def encoder_labels(self, frame: pd.DataFrame) -> np.ndarray:
+        """Labels of ``encoder_inputs``: class ids or values; for multiple choice 1 for the right
+        (text, choice) pair and 0 for the others (how LogME and ESM-LogME read such a target)."""
+        if not self.is_multiple_choice:
+            return self.label_ids(frame=frame)
+        _, offsets = self.choice_pairs(frame)
+        y = np.zeros(offsets[-1], dtype=np.int64)
+        y[offsets[:-1] + frame["label"].to_numpy(dtype=np.int64)] = 1
+        return y
+
     def label_ids(self, split: str = "train", frame: pd.DataFrame | None = None) -> np.ndarray:
-        """Integer class ids (classification) or float targets (regression)."""
+        """Integer class ids (classification), float targets (regression) or the index of the right
+        choice (multiple choice). A generation task has answers, not label ids."""
         df = self.split(split) if frame is None else frame
         if self.is_regression:
             return df["label"].to_numpy(dtype=np.float64)
+        if self.is_multiple_choice:
+            return df["label"].to_numpy(dtype=np.int64)
+        if self.is_generation:
+            raise TaskError(f"{self.origin or self.name}: a generation task has answers, not label ids")
         index = {name: i for i, name in enumerate(self.spec.labels)}
         return df["label"].map(index).to_numpy(dtype=np.int64)
 
@@ -99,7 +157,7 @@ class Task:
         if n is None or n >= len(df):
             return df.sample(frac=1.0, random_state=seed).reset_index(drop=True)
         rng = np.random.default_rng(seed)
-        if self.is_regression:
+        if self.spec.type != "classification":
             take = np.sort(rng.choice(len(df), size=n, replace=False))
         else:
             take = _stratified_indices(df["label"].to_numpy(), n, rng)
@@ -118,6 +176,8 @@ class Task:
         if self._fingerprint is None:
             rows = self.sample(FINGERPRINT_ROWS, seed=0)
             cols = ["text", "text_pair", "label"] if self.spec.is_pair else ["text", "label"]
+            if self.is_multiple_choice:
+                cols = ["text", "choices", "label"]
             payload = {
                 "type": self.spec.type,
                 "labels": sorted(self.spec.labels),
@@ -140,6 +200,11 @@ class Task:
             "group": self.spec.group,
             "pair": self.spec.is_pair,
         }
+
+
+def example_text(text: str, choices) -> str:
+    """A multiple-choice example as one text: the text, then each choice on its own line."""
+    return "\n".join([text, *choices])
 
 
 def _stratified_indices(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -178,12 +243,20 @@ def load_task(
     name: str | None = None,
     hf_config: str | None = None,
     hf_split: str | None = None,
+    choices: str | None = None,
 ) -> Task:
-    """Load a task from a file, a folder of split files, or a Hugging Face dataset id."""
+    """Load a task from a file, a folder of split files, or a Hugging Face dataset id.
+
+    ``choices`` names a multiple-choice task's choices: one column holding a list per example (a
+    JSON list in CSV/TSV), or several columns separated by commas, one choice each (empty cells
+    leave that example with fewer choices). Guessed from ``choices``/``options``/``endings``."""
     path = Path(source).expanduser()
+    extras: dict[str, pd.DataFrame] = {}
     if path.is_dir():
         raw, origin = _read_folder(path), str(path)
         meta = _folder_metadata(path)
+        if (path / ROE_FILE).is_file():
+            extras["roe32"] = read_roe_inputs(path / ROE_FILE)
     elif path.is_file():
         raw, origin, meta = {"train": _read_file(path)}, str(path), {}
     elif _looks_like_path(str(source)):
@@ -191,7 +264,9 @@ def load_task(
     else:
         raw, origin, meta = _read_hub(str(source), hf_config, hf_split), f"hf:{source}", {}
     task_name = name or meta.get("name") or _default_name(path if (path.exists()) else Path(str(source)))
-    return _normalise(raw, origin, task_name, text, text_pair, label, task_type, meta)
+    task = _normalise(raw, origin, task_name, text, text_pair, label, task_type, meta, choices)
+    task.extras.update(extras)
+    return task
 
 
 def _looks_like_path(s: str) -> bool:
@@ -233,11 +308,36 @@ def _read_folder(path: Path) -> dict[str, pd.DataFrame]:
     found: dict[str, Path] = {}
     for f in sorted(path.iterdir()):
         split = SPLIT_ALIASES.get(f.stem.lower())
-        if split and f.suffix.lower() in FILE_FORMATS and split not in found:
+        if split and f.suffix.lower() in FILE_FORMATS:
+            if split in found:
+                raise TaskError(f"{path}: both {found[split].name} and {f.name} hold the {split} split; keep one")
             found[split] = f
     if "train" not in found:
+        if (path / ROE_FILE).is_file():
+            return {"train": _roe_as_train(path / ROE_FILE)}
         raise TaskError(f"{path}: folder has no train split file (expected train.jsonl/.csv/.tsv/.parquet)")
     return {split: _read_file(f).assign(_file=str(f)) for split, f in found.items()}
+
+
+def read_roe_inputs(path: Path) -> pd.DataFrame:
+    """TaskWeb's RoE inputs: every entry's text and choices (None for generation templates)."""
+    df = _read_file(path)
+    for col in ("text", "choices"):
+        if col not in df.columns:
+            raise TaskError(f"{path}: no '{col}' column (a TaskWeb roe32.jsonl has text, choices, label)")
+    choices = [tuple(str(c) for c in v) if isinstance(v, (list, tuple, np.ndarray)) else None for v in df["choices"]]
+    return pd.DataFrame({"text": df["text"].astype(str), "choices": choices})
+
+
+def _roe_as_train(path: Path) -> pd.DataFrame:
+    """A folder with only TaskWeb's RoE inputs: its labelled entries (those with choices and an
+    answer among them) are the training examples; if none is labelled, the texts alone make a
+    generation task whose answers are unknown (text methods can still use it)."""
+    df = _read_file(path)
+    labelled = df[df["choices"].map(lambda v: isinstance(v, (list, tuple, np.ndarray))) & (df["label"] >= 0)]
+    if len(labelled):
+        return labelled[["text", "choices", "label"]].reset_index(drop=True).assign(_file=str(path))
+    return pd.DataFrame({"text": df["text"], "answer": ""}).assign(_file=str(path))
 
 
 def _folder_metadata(path: Path) -> dict:
@@ -252,7 +352,7 @@ def _folder_metadata(path: Path) -> dict:
     if not entry:
         return {}
     return {"name": path.name, "group": entry.get("group"), "type": entry.get("type"),
-            "labels": entry.get("labels"), "inputs": entry.get("inputs")}
+            "labels": entry.get("labels") or entry.get("choices"), "inputs": entry.get("inputs")}
 
 
 def _read_hub(dataset_id: str, config: str | None, split: str | None) -> dict[str, pd.DataFrame]:
@@ -282,7 +382,7 @@ def _missing_column(where: str, column: str, columns: list[str], what: str) -> T
     return TaskError(f"{where}: no {what} column '{column}' (columns: {shown}){hint}")
 
 
-def _normalise(raw, origin, name, text, text_pair, label, task_type, meta) -> Task:
+def _normalise(raw, origin, name, text, text_pair, label, task_type, meta, choices=None) -> Task:
     first = raw["train"]
     where = first["_file"].iloc[0] if "_file" in first else origin
     columns = [c for c in first.columns if c != "_file"]
@@ -301,17 +401,25 @@ def _normalise(raw, origin, name, text, text_pair, label, task_type, meta) -> Ta
         label = next((c for c in LABEL_GUESSES if c in columns), None)
         if label is None:
             raise TaskError(f"{where}: cannot tell the label column (columns: {', '.join(columns)}); pass --label")
+    if task_type is not None and task_type not in TASK_TYPES:
+        raise TaskError(f"{origin}: task type must be one of {', '.join(TASK_TYPES)}, not '{task_type}'")
+    if choices is None and text_pair is None and task_type not in ("regression", "generation"):
+        choices = next((c for c in CHOICE_GUESSES if c in columns), None)
+    choice_columns = [c.strip() for c in choices.split(",") if c.strip()] if choices else []
 
     splits: dict[str, pd.DataFrame] = {}
     for split, df in raw.items():
         src = df["_file"].iloc[0] if "_file" in df else f"{origin} [{split}]"
         cols = [c for c in df.columns if c != "_file"]
-        for col, what in ((text, "text"), (text_pair, "text-pair"), (label, "label")):
+        for col, what in ((text, "text"), (text_pair, "text-pair"), (label, "label"),
+                          *((c, "choices") for c in choice_columns)):
             if col is not None and col not in cols:
                 raise _missing_column(src, col, cols, what)
         out = pd.DataFrame({"text": df[text]})
         if text_pair is not None:
             out["text_pair"] = df[text_pair]
+        if choice_columns:
+            out["choices"] = _choice_lists(df, choice_columns, src)
         out["label"] = df[label]
         for col, orig in (("text", text), ("text_pair", text_pair)):
             if orig is None:
@@ -325,9 +433,20 @@ def _normalise(raw, origin, name, text, text_pair, label, task_type, meta) -> Ta
             raise TaskError(f"{src}: split '{split}' has no rows")
         splits[split] = (out, src)
 
-    kind = task_type or meta.get("type") or _infer_type(splits["train"][0]["label"])
-    if kind not in ("classification", "regression"):
-        raise TaskError(f"{origin}: task type must be classification or regression, not '{kind}'")
+    if choice_columns:
+        return _choice_task(splits, origin, name, text, label, task_type or meta.get("type"), meta, choices)
+    kind = task_type or meta.get("type") or ("generation" if label in ("answer", "answers") else None) \
+        or _infer_type(splits["train"][0]["label"])
+    if kind == "multiple_choice":
+        raise TaskError(f"{where}: a multiple-choice task needs a choices column (columns: {', '.join(columns)}); "
+                        "pass --choices")
+    if kind not in TASK_TYPES:
+        raise TaskError(f"{origin}: task type must be one of {', '.join(TASK_TYPES)}, not '{kind}'")
+    if kind == "generation":
+        normalised = {split: df.assign(label=df["label"].map(lambda v: "" if v is None or v != v else str(v)))
+                      for split, (df, src) in splits.items()}
+        spec = TaskSpec(name=name, type=kind, text=text, text_pair=text_pair, label=label, group=meta.get("group"))
+        return Task(spec, normalised, origin)
     normalised = {}
     for split, (df, src) in splits.items():
         normalised[split] = _check_labels(df, kind, src, label)
@@ -339,6 +458,77 @@ def _normalise(raw, origin, name, text, text_pair, label, task_type, meta) -> Ta
             raise TaskError(f"{where}: label column '{label}' has a single class ('{seen[0]}'); need at least two")
     spec = TaskSpec(name=name, type=kind, text=text, text_pair=text_pair, label=label, labels=labels,
                     group=meta.get("group"))
+    return Task(spec, normalised, origin)
+
+
+def _choice_lists(df: pd.DataFrame, columns: list[str], src: str) -> list[tuple[str, ...]]:
+    """Each row's choices as a tuple of strings: from one list column (a JSON list in CSV/TSV) or
+    from one column per choice (empty cells skipped)."""
+    out = []
+    for row, values in enumerate(zip(*(df[c].tolist() for c in columns))):
+        if len(columns) == 1:
+            value = values[0]
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError:
+                    value = None
+            if not isinstance(value, (list, tuple, np.ndarray)):
+                raise TaskError(f"{src}: column '{columns[0]}' must hold a list of choices, row {row + 1} has "
+                                f"{str(values[0])[:60]!r}")
+            items = list(value)
+        else:
+            items = [v for v in values if not (v is None or (isinstance(v, float) and math.isnan(v)) or v == "")]
+        bad = [v for v in items if not isinstance(v, (str, int, float)) or isinstance(v, bool) or not str(v).strip()]
+        if bad:
+            raise TaskError(f"{src}: row {row + 1} has a choice that is not a non-empty text: {bad[0]!r}")
+        if len(items) < 2:
+            raise TaskError(f"{src}: row {row + 1} has {len(items)} choice(s); a multiple-choice example needs at least two")
+        out.append(tuple(str(v) for v in items))
+    return out
+
+
+def _choice_index(label, choices: tuple[str, ...], src: str, column: str, row: int) -> int:
+    """The right choice's index from an index (int or whole-number string) or the choice's text."""
+    if isinstance(label, (int, np.integer)) or (isinstance(label, (float, np.floating)) and float(label).is_integer()):
+        index = int(label)
+    elif isinstance(label, str) and label.strip().lstrip("-").isdigit() and label.strip() not in choices:
+        index = int(label.strip())
+    elif isinstance(label, str) and label in choices:
+        return choices.index(label)
+    else:
+        raise TaskError(f"{src}: label column '{column}' row {row + 1}: {label!r} is neither a choice index "
+                        f"nor one of the choices")
+    if not 0 <= index < len(choices):
+        raise TaskError(f"{src}: label column '{column}' row {row + 1}: index {index} out of range for "
+                        f"{len(choices)} choices")
+    return index
+
+
+def _choice_task(splits, origin, name, text, label, kind, meta, choices) -> Task:
+    """A task with per-example choices: multiple choice, or classification when every example has the
+    same choices (they are the class names, in the order given)."""
+    for split, (df, src) in splits.items():
+        df["label"] = [_choice_index(v, c, src, label, i) for i, (v, c) in enumerate(zip(df["label"], df["choices"]))]
+    distinct = {c for df, _ in splits.values() for c in df["choices"]}
+    if kind is None:
+        kind = "classification" if len(distinct) == 1 else "multiple_choice"
+    if kind == "classification":
+        if len(distinct) != 1:
+            raise TaskError(f"{origin}: the examples' choices differ, so this is not a classification task "
+                            "(leave out --type, or pass --type multiple_choice)")
+        names = next(iter(distinct))
+        if len(set(names)) != len(names):
+            raise TaskError(f"{origin}: the choices {list(names)} repeat a name; class names must differ")
+        normalised = {split: df.drop(columns="choices").assign(label=[names[i] for i in df["label"]])
+                      for split, (df, _) in splits.items()}
+        spec = TaskSpec(name=name, type=kind, text=text, label=label, labels=names, group=meta.get("group"),
+                        choices=choices)
+        return Task(spec, normalised, origin)
+    if kind != "multiple_choice":
+        raise TaskError(f"{origin}: a task with choices is multiple_choice or classification, not '{kind}'")
+    normalised = {split: df.reset_index(drop=True) for split, (df, _) in splits.items()}
+    spec = TaskSpec(name=name, type=kind, text=text, label=label, group=meta.get("group"), choices=choices)
     return Task(spec, normalised, origin)
 
 

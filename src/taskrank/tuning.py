@@ -1,7 +1,8 @@
 """One training loop for every way of tuning the base encoder on a task.
 
 Full fine-tuning, BitFit and the peft methods share this loop: a pooled encoder with a fresh
-linear head (classification or regression), AdamW with linear warm-up/decay, length-grouped
+linear head (classification or regression; for multiple choice a head of width one scores each
+(text, choice) pair and the example's scores go through a softmax over its own choices), AdamW with linear warm-up/decay, length-grouped
 batches (shuffled, then sorted by length inside groups of 50 batches so padding stays small),
 optional bf16 autocast on CPU. Seeded: the same seed, data and threads give the same weights.
 
@@ -34,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .models import BaseModel, length_sorted_batches, pool, set_threads
+from .models import BaseModel, pool, set_threads
 from .progress import track
 from .task_metrics import score_outputs, task_metric
-from .tasks import Task
+from .tasks import Task, TaskError
 
 # Learning rates per method: full fine-tuning as usual for small BERTs; the PEFT ones are from
 # TuPaTE's grids (BitFit 4e-4, LoRA 5e-4, prefix 1e-2) and prompt tuning's usual large rate.
@@ -210,6 +211,7 @@ def fine_tune(
     """
     torch = _torch()
     set_threads()
+    check_trainable(task)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     train = task.split("train") if train is None else train
@@ -221,11 +223,9 @@ def fine_tune(
     prepare_parameters(task_model, config)
 
     tokenizer = base.load()[0]
-    texts = task.texts(frame=train)
-    enc = _tokenize(tokenizer, texts, config.max_length)
+    inputs = Encoded(tokenizer, task, train, config.max_length)
     labels = task.label_ids(frame=train)
     y = torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long)
-    lengths = np.array([len(ids) for ids in enc["input_ids"]])
 
     params = [p for p in task_model.parameters() if p.requires_grad]
     decay = [p for n, p in task_model.named_parameters() if p.requires_grad and p.ndim > 1]
@@ -248,11 +248,11 @@ def fine_tune(
     for epoch in range(1, config.epochs + 1):
         task_model.train()
         epoch_losses = []
-        for batch_idx in grouped_batches(lengths, config.batch_size, rng):
-            batch = _collate(tokenizer, enc, batch_idx)
+        for batch_idx in grouped_batches(inputs.lengths, config.batch_size, rng):
+            batch, sizes = inputs.batch(batch_idx)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                 out = task_model(**batch)
-            out = out.float()
+            out = per_example(out.float(), sizes)
             loss = loss_fn(out.squeeze(-1), y[batch_idx]) if task.is_regression else loss_fn(out, y[batch_idx])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -306,6 +306,49 @@ def wrap_for_method(task_model, config: TuningConfig):
     return task_model
 
 
+def check_trainable(task: Task) -> None:
+    """Generation tasks have no head to train here: say so before any work."""
+    if task.is_generation:
+        raise TaskError(f"{task.origin or task.name}: '{task.name}' is a generation task; tuning needs a "
+                        "classification, regression or multiple-choice task")
+
+
+class Encoded:
+    """A frame tokenised for a task model: one sequence per example, or one per (text, choice) pair of
+    a multiple-choice example; ``lengths`` are per example (its longest sequence)."""
+
+    def __init__(self, tokenizer, task: Task, frame: pd.DataFrame, max_length: int):
+        self.tokenizer = tokenizer
+        if task.is_multiple_choice:
+            inputs, self.offsets = task.choice_pairs(frame)
+        else:
+            inputs = task.texts(frame=frame)
+            self.offsets = np.arange(len(inputs) + 1)
+        self.enc = _tokenize(tokenizer, inputs, max_length)
+        per_sequence = np.array([len(ids) for ids in self.enc["input_ids"]])
+        self.lengths = np.maximum.reduceat(per_sequence, self.offsets[:-1]) if len(per_sequence) else per_sequence
+        self.multiple_choice = task.is_multiple_choice
+
+    def batch(self, examples) -> tuple[dict, np.ndarray | None]:
+        """(padded tensors of the examples' sequences, choices per example or None)."""
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in examples])
+        sizes = np.diff(self.offsets)[np.asarray(examples)] if self.multiple_choice else None
+        return _collate(self.tokenizer, self.enc, rows), sizes
+
+
+def per_example(out, sizes: np.ndarray | None):
+    """Model outputs per example: unchanged, or a multiple-choice batch's pair scores (n_pairs, 1)
+    laid out as (examples, most choices), missing choices at -inf so the softmax ignores them."""
+    if sizes is None:
+        return out
+    torch = _torch()
+    scores = out.reshape(-1)
+    grid = scores.new_full((len(sizes), int(sizes.max())), float("-inf"))
+    rows = torch.as_tensor(np.repeat(np.arange(len(sizes)), sizes))
+    cols = torch.as_tensor(np.concatenate([np.arange(k) for k in sizes]))
+    return grid.index_put((rows, cols), scores)
+
+
 def _tokenize(tokenizer, texts: list, max_length: int) -> dict:
     if texts and isinstance(texts[0], tuple):
         a, b = zip(*texts)
@@ -319,15 +362,20 @@ def _collate(tokenizer, enc: dict, idx) -> dict:
 
 
 def predict(base: BaseModel, task: Task, task_model, frame: pd.DataFrame, config: TuningConfig) -> np.ndarray:
-    """Raw outputs (logits, or regression predictions) for a frame, in its order."""
+    """Raw outputs (logits, regression predictions, or per-choice scores padded with -inf) for a
+    frame, in its order."""
     torch = _torch()
     task_model.eval()
-    texts = task.texts(frame=frame)
-    outputs = np.zeros((len(texts), task.num_labels), dtype=np.float32)
-    model = BaseModel(base.name, base.pooling, config.max_length, batch_size=64)
-    for idx, batch in length_sorted_batches(model, texts, 64):
+    inputs = Encoded(base.load()[0], task, frame, config.max_length)
+    width = int(np.diff(inputs.offsets).max()) if task.is_multiple_choice else task.num_labels
+    outputs = np.full((len(frame), width), -np.inf, dtype=np.float32)
+    order = np.argsort(-inputs.lengths, kind="stable")
+    for start in range(0, len(order), 64):
+        idx = order[start:start + 64]
+        batch, sizes = inputs.batch(idx)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            outputs[idx] = task_model(**batch).float().numpy()
+            out = per_example(task_model(**batch).float(), sizes).numpy()
+        outputs[idx, :out.shape[1]] = out
     return outputs
 
 

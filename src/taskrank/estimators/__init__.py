@@ -36,14 +36,38 @@ def method_names() -> list[str]:
     return sorted(ESTIMATORS) + sorted(f"{prefix}:{getattr(f, 'example', '...')}" for prefix, f in COMPOSITES.items())
 
 
-def get_estimator(name: str, model: BaseModel | None = None, **params) -> Estimator:
-    """An estimator by its name (see ``taskrank methods``)."""
+def get_estimator(name: str, model: BaseModel | None = None, defaults: dict | None = None, **params) -> Estimator:
+    """An estimator by its name (see ``taskrank methods``). ``defaults`` maps method names (or a
+    composite's prefix) to parameters a pool prefers (``Pool.method_params``, e.g. TaskWeb's RoE
+    inputs on the TaskWeb pool); they reach a composite's members too; ``params`` override them."""
+    defaults = defaults or {}
     prefix, _, argument = name.partition(":")
     if argument and prefix in COMPOSITES:
-        return COMPOSITES[prefix](argument, model, **params)
+        return COMPOSITES[prefix](argument, model, defaults=defaults, **{**defaults.get(prefix, {}), **params})
+    name, *settings = name.split(",")  # 'roe,inputs=examples': parameters ride in the name
     if name not in ESTIMATORS:
         raise UnknownEstimator(f"unknown method '{name}' (available: {', '.join(method_names())})")
-    return ESTIMATORS[name](model=model, **params)
+    for piece in settings:
+        key, eq, value = piece.partition("=")
+        if not eq or not key.strip():
+            raise UnknownEstimator(f"{name}: cannot read parameter {piece!r}; use {name},key=value")
+        params[key.strip()] = _value(value.strip())
+    if issubclass(ESTIMATORS[name], Composite):  # e.g. tupate-ensemble: its members take the defaults
+        params["defaults"] = defaults
+    try:
+        return ESTIMATORS[name](model=model, **{**defaults.get(name, {}), **params})
+    except TypeError as e:  # an unknown keyword
+        raise UnknownEstimator(f"{name}: {str(e).split(': ', 1)[-1]}") from None
+
+
+def _value(text: str):
+    """A parameter written in a method name: int, float, bool or string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 __all__ = ["COMPOSITES", "ESTIMATORS", "Composite", "Estimator", "UnknownEstimator", "get_estimator", "method_names"]

@@ -17,7 +17,11 @@ import numpy as np
 
 from ..models import BaseModel
 from ..store import Artefact
-from ..tasks import Task
+from ..tasks import TASK_TYPES, Task, TaskError
+
+
+# what the methods that tune or fine-tune a model can train on (a generation task has no head here)
+TRAINABLE_TYPES = ("classification", "regression", "multiple_choice")
 
 
 class Estimator(ABC):
@@ -31,12 +35,24 @@ class Estimator(ABC):
     score_only: ClassVar[tuple[str, ...]] = ()
     # whether `taskrank pool build` prepares this estimator by default (cheap enough on CPU)
     in_default_pool: ClassVar[bool] = True
+    # task types the method is defined for; a source of another type is not scored (NaN, ranked
+    # last) and a target of another type is refused with one line
+    task_types: ClassVar[tuple[str, ...]] = TASK_TYPES
+
+    def supports(self, task_type: str) -> bool:
+        return task_type in self.task_types
+
+    def check_task(self, task: Task) -> None:
+        """One line saying why this method cannot use ``task``, before any work."""
+        if not self.supports(task.spec.type):
+            raise TaskError(f"method '{self.name}' cannot use task '{task.name}': it is a {task.spec.type} task "
+                            f"and the method needs {' or '.join(t.replace('_', '-') for t in self.task_types)} examples")
 
     def __init__(self, model: BaseModel | None = None):
         self.model = model or BaseModel()
 
     def get_params(self) -> dict:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "model")]
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p not in ("self", "model", "defaults")]
         return {p: getattr(self, p) for p in names}
 
     @property

@@ -11,7 +11,7 @@ from ..models import BaseModel
 from ..store import Artefact
 from ..tasks import Task
 from .base import Estimator
-from .fisher import FineTunedFamily
+from .fisher import VU_BATCH_SIZE, FineTunedFamily
 
 
 class RandomEstimator(Estimator):
@@ -49,24 +49,51 @@ class SizeEstimator(Estimator):
         return np.log(np.array([float(s.tensors["size"][0]) for s in sources]))
 
 
+VOCAB_MEASURES = ("jaccard", "weighted", "top")
+
+# NLTK's English stop-word list (nltk.corpus.stopwords.words("english"), 179 words), which
+# 2407.16245's run_vocab_sim.py removes before counting
+STOP_WORDS = frozenset("""
+i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself yourselves he him
+his himself she she's her hers herself it it's its itself they them their theirs themselves what which who
+whom this that that'll these those am is are was were be been being have has had having do does did doing
+a an the and but if or because as until while of at by for with about against between into through during
+before after above below to from up down in out on off over under again further then once here there when
+where why how all any both each few more most other some such no nor not only own same so than too very s t
+can will just don don't should should've now d ll m o re ve y ain aren aren't couldn couldn't didn didn't
+doesn doesn't hadn hadn't hasn hasn't haven haven't isn isn't ma mightn mightn't mustn mustn't needn needn't
+shan shan't shouldn shouldn't wasn wasn't weren weren't won won't wouldn wouldn't
+""".split())
+
+
 class VocabOverlap(Estimator):
-    """Vocabulary overlap: Jaccard similarity of the sets of base-tokenizer token ids in seeded samples
-    of the two tasks (both texts of pair tasks; special tokens left out). ``measure="weighted"`` uses
-    token frequencies instead (Ruzicka: sum of minima over sum of maxima of relative frequencies).
+    """Vocabulary overlap of seeded samples of the two tasks (base-tokenizer token ids; both texts of
+    pair tasks; special tokens left out). ``measure``:
+
+    - ``"jaccard"`` (default; the ESM paper's ``compute_vocabulary_overlap.py``): |A ∩ B| / |A ∪ B| of
+      the token-id sets;
+    - ``"weighted"``: token frequencies instead (Ruzicka: sum of minima over sum of maxima of relative
+      frequencies);
+    - ``"top"`` (2407.16245's ``run_vocab_sim.py``): each task's ``top_n`` (1,000) most frequent tokens
+      after removing NLTK's English stop words and punctuation-only tokens, overlap |A ∩ B| / ``top_n``
+      (the paper prints ×100).
+
     Artefacts keep token ids and counts only, no text."""
 
     name = "vocab"
     summary = "Jaccard overlap of the token vocabularies of data samples"
-    score_only = ("measure",)
+    score_only = ("measure", "top_n")
 
     def __init__(self, model: BaseModel | None = None, n_examples: int = 1000, seed: int = 0,
-                 measure: str = "jaccard"):
+                 measure: str = "jaccard", top_n: int = 1000):
         super().__init__(model)
-        if measure not in ("jaccard", "weighted"):
-            raise ValueError(f"measure must be 'jaccard' or 'weighted', not '{measure}'")
+        if measure not in VOCAB_MEASURES:
+            raise ValueError(f"measure must be one of {', '.join(VOCAB_MEASURES)}, not '{measure}'")
         self.n_examples = n_examples
         self.seed = seed
         self.measure = measure
+        self.top_n = top_n
+        self._dropped: np.ndarray | None = None
 
     def prepare(self, task: Task) -> Artefact:
         tokenizer = self.model.load()[0]
@@ -77,16 +104,53 @@ class VocabOverlap(Estimator):
         tokens, counts = np.unique(ids, return_counts=True)
         return self.artefact(task, {"tokens": tokens, "counts": counts.astype(np.int64)}, n_examples=len(texts))
 
+    def dropped_ids(self) -> np.ndarray:
+        """Token ids the ``"top"`` measure leaves out: stop words and punctuation-only tokens."""
+        if self._dropped is None:
+            tokenizer = self.model.load()[0]
+            vocab = tokenizer.get_vocab()
+            self._dropped = np.array(sorted(i for t, i in vocab.items() if is_stop_or_punctuation(t)), dtype=np.int64)
+        return self._dropped
+
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
+        drop = self.dropped_ids() if self.measure == "top" else None
         return np.array([vocab_similarity(target.tensors["tokens"], target.tensors["counts"],
-                                          s.tensors["tokens"], s.tensors["counts"], self.measure) for s in sources])
+                                          s.tensors["tokens"], s.tensors["counts"], self.measure,
+                                          top_n=self.top_n, drop=drop) for s in sources])
 
 
-def vocab_similarity(tokens_a, counts_a, tokens_b, counts_b, measure: str = "jaccard") -> float:
-    """Jaccard of two token sets, or the weighted (Ruzicka) overlap of their relative frequencies."""
+def is_stop_or_punctuation(token: str) -> bool:
+    """What 2407.16245's ``run_vocab_sim.py`` removes: a stop word (``token.lower()`` in NLTK's English
+    list, checked on the token as the tokenizer writes it) or, since it strips punctuation from the
+    text before tokenising, a token made of punctuation only."""
+    import string
+
+    return token.lower() in STOP_WORDS or (bool(token) and all(ch in string.punctuation for ch in token))
+
+
+def top_tokens(tokens, counts, n: int = 1000, drop=None) -> np.ndarray:
+    """The ``n`` most frequent token ids (count descending, ties by id ascending), ``drop`` left out."""
+    tokens, counts = np.asarray(tokens), np.asarray(counts)
+    if drop is not None and len(drop):
+        keep = ~np.isin(tokens, drop)
+        tokens, counts = tokens[keep], counts[keep]
+    return tokens[np.lexsort((tokens, -counts))[:n]]
+
+
+def vocab_similarity(tokens_a, counts_a, tokens_b, counts_b, measure: str = "jaccard", top_n: int = 1000,
+                     drop=None) -> float:
+    """Jaccard of two token sets, the weighted (Ruzicka) overlap of their relative frequencies, or
+    (``"top"``) the share of ``top_n`` that the two tasks' ``top_n`` most frequent tokens (``drop``
+    left out) have in common."""
     if measure == "jaccard":
         union = len(np.union1d(tokens_a, tokens_b))
         return len(np.intersect1d(tokens_a, tokens_b)) / union if union else 0.0
+    if measure == "top":
+        common = np.intersect1d(top_tokens(tokens_a, counts_a, top_n, drop),
+                                top_tokens(tokens_b, counts_b, top_n, drop))
+        return len(common) / top_n
+    if measure != "weighted":
+        raise ValueError(f"measure must be one of {', '.join(VOCAB_MEASURES)}, not '{measure}'")
     vocab = np.union1d(tokens_a, tokens_b)
     pa = np.zeros(len(vocab))
     pb = np.zeros(len(vocab))
@@ -150,8 +214,9 @@ class CurveGrad(FineTunedFamily):
     score_only = ("window",)
 
     def __init__(self, model: BaseModel | None = None, n_examples: int = 500, epochs: int = 2, lr: float = 1e-4,
-                 batch_size: int = 16, n_fisher: int = 256, seed: int = 0, window: float = 0.2):
-        super().__init__(model, n_examples, epochs, lr, batch_size, n_fisher, seed)
+                 batch_size: int = 16, n_fisher: int = 256, seed: int = 0, window: float = 0.2,
+                 fisher_batch_size: int = VU_BATCH_SIZE):
+        super().__init__(model, n_examples, epochs, lr, batch_size, n_fisher, seed, fisher_batch_size)
         self.window = window
 
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:

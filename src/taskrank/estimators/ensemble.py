@@ -36,7 +36,7 @@ def ranks(x) -> np.ndarray:
 class _Combination(Composite):
     prefix: str
 
-    def __init__(self, model: BaseModel | None = None, members: tuple[str, ...] = ()):
+    def __init__(self, model: BaseModel | None = None, members: tuple[str, ...] = (), defaults: dict | None = None):
         from . import UnknownEstimator, get_estimator
 
         super().__init__(model)
@@ -44,7 +44,7 @@ class _Combination(Composite):
         if not names or any(not n for n in names):
             raise UnknownEstimator(f"{self.prefix}: name the members joined by '+', e.g. {self.prefix}:textemb+roe")
         self.members_names = tuple(names)
-        self.members = [get_estimator(n, model=self.model) for n in names]
+        self.members = [get_estimator(n, model=self.model, defaults=defaults) for n in names]
         self.name = f"{self.prefix}:{'+'.join(names)}"
 
     def get_params(self) -> dict:
@@ -90,8 +90,8 @@ class MeanRank(_Combination):
 
 
 def _factory(cls):
-    def make(argument: str, model: BaseModel | None = None, **params):
-        return cls(model, members=tuple(argument.split("+")), **params)
+    def make(argument: str, model: BaseModel | None = None, defaults: dict | None = None, **params):
+        return cls(model, members=tuple(argument.split("+")), defaults=defaults, **params)
 
     make.example = "textemb+roe"
     make.summary = cls.summary

@@ -20,7 +20,7 @@ from ..store import Artefact, ArtefactError
 from ..tasks import Task
 from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, default_dir, train
 from ..tuning import load_encoder_state
-from .base import Estimator
+from .base import TRAINABLE_TYPES, Estimator
 from .logme import score_linear_maps
 
 ESM_VERSION = "0.2.0"
@@ -68,6 +68,7 @@ class EsmLogme(Estimator):
     name = "esm-logme"
     summary = "LogME on Embedding-Space-Map-transformed target embeddings (ESM-LogME)"
     score_only = ("target_examples", "finetuned_dir")
+    task_types = TRAINABLE_TYPES
 
     def __init__(self, model: BaseModel | None = None, source_examples: int = 2000, source_epochs: int = 2,
                  source_lr: float = 1e-4, max_length: int = 128, bf16: bool = True, esm_epochs: int = 10,
@@ -88,7 +89,7 @@ class EsmLogme(Estimator):
         directory = train(self.finetuned_dir or default_dir(), self.recipe(), TaskRef.of(task),
                                  self.seed)
         sample = task.sample(self.source_examples, DATA_SEED)
-        texts = task.texts(frame=sample)
+        texts = task.encoder_inputs(sample)  # a multiple-choice source: its (text, choice) pairs
         base_emb = self.model.embed(texts, progress=f"esm {task.name}: base embeddings")
         tuned_emb = self.model.embed(texts, encoder=tuned_encoder(self.model, directory),
                                      progress=f"esm {task.name}: fine-tuned embeddings")
@@ -108,9 +109,13 @@ class EsmLogme(Estimator):
                 "esm_batch_size": self.esm_batch_size, "esm_weight_decay": 0.01, "version": ESM_VERSION}
 
     def prepare_target(self, task: Task) -> Artefact:
+        """Base-model embeddings of the target sample and their labels; a multiple-choice target is
+        read as its (text, choice) pairs labelled right (1) or wrong (0), so LogME asks how well the
+        mapped features separate right from wrong answers."""
+        self.check_task(task)
         frame = task.sample(self.target_examples, self.seed)
-        features = self.model.embed(task.texts(frame=frame), progress=f"embedding target {task.name}")
-        labels = task.label_ids(frame=frame)
+        features = self.model.embed(task.encoder_inputs(frame), progress=f"embedding target {task.name}")
+        labels = task.encoder_labels(frame)
         return self.artefact(task, {"features": features, "labels": labels}, role="target")
 
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:

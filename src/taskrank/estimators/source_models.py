@@ -57,10 +57,11 @@ class _SourceModelEstimator(EsmLogme):
                             f"TASKS_FOLDER --method {self.name} --out POOL' (or run the transfer benchmark)")
 
     def prepare_target(self, task: Task) -> Artefact:
+        self.check_task(task)
         frame = task.sample(self.target_examples, self.seed)
-        batch = self.model.tokenize(task.texts(frame=frame), max_length=self.max_length)
+        batch = self.model.tokenize(task.encoder_inputs(frame), max_length=self.max_length)
         tensors = {k: v.numpy() for k, v in batch.items()}
-        return self.artefact(task, {**tensors, "labels": task.label_ids(frame=frame)}, role="target")
+        return self.artefact(task, {**tensors, "labels": task.encoder_labels(frame)}, role="target")
 
     def _outputs(self, target: Artefact, source: Artefact):
         """(pooled features, head logits) of the source's fine-tuned model on the target sample."""
@@ -94,12 +95,19 @@ class LogmeEstimator(_SourceModelEstimator):
         return logme(features, target.tensors["labels"], regression=target.config.get("task_type") == "regression")
 
 
+def _classifies(target: Artefact, source: Artefact) -> bool:
+    """LEEP and NCE need a source classifier's class distribution on a target with class labels: a
+    regression target or source, or a multiple-choice source (one score per pair), has none."""
+    return (target.config.get("task_type") != "regression"
+            and source.config.get("task_type") in ("classification", None))
+
+
 class LeepEstimator(_SourceModelEstimator):
     name = "leep"
     summary = "LEEP from each fine-tuned source classifier's predictions on the target (classification)"
 
     def _score_one(self, target: Artefact, source: Artefact) -> float:
-        if target.config.get("task_type") == "regression" or source.config.get("task_type") == "regression":
+        if not _classifies(target, source):
             return float("nan")  # LEEP is defined for classifiers on classification targets only
         _, logits = self._outputs(target, source)
         probs = np.exp(logits - logits.max(1, keepdims=True))
@@ -111,7 +119,7 @@ class NceEstimator(_SourceModelEstimator):
     summary = "NCE from each fine-tuned source classifier's predicted labels on the target (classification)"
 
     def _score_one(self, target: Artefact, source: Artefact) -> float:
-        if target.config.get("task_type") == "regression" or source.config.get("task_type") == "regression":
+        if not _classifies(target, source):
             return float("nan")
         _, logits = self._outputs(target, source)
         return nce(logits.argmax(1), target.tensors["labels"])

@@ -256,7 +256,7 @@ class TaskShop(Composite):
     summary = "TaskShop: transitive estimate through pivot tasks of a transfer matrix on top of a direct method (TaskWeb)"
 
     def __init__(self, model: BaseModel | None = None, direct: str = "roe", transfer: str | None = None,
-                 lam: float = 0.7, normalise: str = "none", fallback: str = "mean"):
+                 lam: float = 0.7, normalise: str = "none", fallback: str = "mean", defaults: dict | None = None):
         from . import get_estimator
 
         super().__init__(model)
@@ -268,7 +268,7 @@ class TaskShop(Composite):
             raise ValueError(f"taskshop: lam must be in [0, 1], got {lam}")
         self.direct, self.transfer, self.lam = direct, transfer, float(lam)
         self.normalise, self.fallback = normalise, fallback
-        self.members = [get_estimator(direct, model=self.model)]
+        self.members = [get_estimator(direct, model=self.model, defaults=defaults)]
         extra = [f"{k}={v}" for k, v, d in (("lam", self.lam, 0.7), ("normalise", normalise, "none"),
                                               ("fallback", fallback, "mean"), ("transfer", transfer, None))
                  if v != d]
@@ -312,13 +312,14 @@ def _parse(argument: str) -> tuple[str, dict]:
     return head, params
 
 
-def taskshop_factory(argument: str, model: BaseModel | None = None, **params) -> TaskShop:
+def taskshop_factory(argument: str, model: BaseModel | None = None, defaults: dict | None = None,
+                     **params) -> TaskShop:
     """``taskshop:<direct>[,lam=..][,normalise=..][,fallback=..][,transfer=PATH]``."""
     from . import UnknownEstimator
 
     direct, parsed = _parse(argument)
     try:
-        return TaskShop(model, direct=direct, **{**parsed, **params})
+        return TaskShop(model, direct=direct, defaults=defaults, **{**params, **parsed})
     except ValueError as e:
         if isinstance(e, UnknownEstimator):
             raise

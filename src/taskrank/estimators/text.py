@@ -1,8 +1,16 @@
 """Text-embedding baselines: TextEmb (Vu et al. 2020) and SEMB (2407.16245), compared by cosine.
 
-Both come from one forward pass over a seeded, stratified sample of the task's training texts:
-TextEmb averages final-layer token vectors over all tokens of the sample (longer texts weigh
-more), SEMB averages the pooled sentence embeddings (every example weighs the same).
+Both come from one forward pass over a seeded, stratified sample of the task's training texts.
+
+TextEmb, ``weighting="example"`` (default), as Vu et al.'s released ``run_textemb_CR.py``: each
+example's final-layer token vectors are averaged over its non-padding tokens ([CLS] and [SEP]
+included, as the attention mask has them), then those per-example vectors are averaged over the
+examples, so every example weighs the same whatever its length. ``weighting="token"`` (taskrank's
+earlier default) averages all token vectors of the sample at once, so longer texts weigh more.
+
+SEMB averages the pooled sentence embeddings (every example weighs the same). With mean pooling
+(the default model) the pooled embedding *is* the per-example token mean, so TextEmb with
+``weighting="example"`` and SEMB are the same vector there; they differ for ``pooling="cls"``.
 """
 
 from __future__ import annotations
@@ -15,13 +23,19 @@ from ..tasks import Task
 from .base import Estimator, cosine_rows
 
 
-def dataset_means(model: BaseModel, texts: list, progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(token-weighted mean of final-layer token vectors, mean of pooled sentence embeddings)."""
+WEIGHTINGS = ("example", "token")
+
+
+def dataset_means(model: BaseModel, texts: list, progress: str | None = None) -> dict[str, np.ndarray]:
+    """One forward pass, three dataset means of final-layer vectors: ``"token"`` (all token vectors
+    of the sample averaged at once), ``"example"`` (per example the mean over its non-padding tokens,
+    then the mean over examples) and ``"sentence"`` (the mean of the pooled sentence embeddings)."""
     import torch
 
     set_threads()
     encoder = model.load()[1]
     token_sum = torch.zeros(encoder.config.hidden_size, dtype=torch.float64)
+    example_sum = torch.zeros_like(token_sum)
     sentence_sum = torch.zeros_like(token_sum)
     n_tokens = 0
     for _, batch in length_sorted_batches(model, texts, model.batch_size, progress):
@@ -29,17 +43,21 @@ def dataset_means(model: BaseModel, texts: list, progress: str | None = None) ->
             hidden = encoder(**batch).last_hidden_state
             mask = batch["attention_mask"]
             token_sum += (hidden * mask.unsqueeze(-1)).sum((0, 1)).double()
+            per_example = (hidden.double() * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            example_sum += per_example.sum(0)
             n_tokens += int(mask.sum())
             sentence_sum += pool(hidden, mask, model.pooling).sum(0).double()
-    return (token_sum / max(n_tokens, 1)).numpy(), (sentence_sum / len(texts)).numpy()
+    n = max(len(texts), 1)
+    return {"token": (token_sum / max(n_tokens, 1)).numpy(), "example": (example_sum / n).numpy(),
+            "sentence": (sentence_sum / n).numpy()}
 
 
 # one forward pass serves both estimators when a pool prepares them one after the other
-_last_means: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_last_means: dict[tuple, dict[str, np.ndarray]] = {}
 
 
 class _MeanEmbedding(Estimator):
-    vector: str  # which of the two means this estimator keeps
+    vector: str  # which of the dataset means (see dataset_means) this estimator keeps
 
     def __init__(self, model: BaseModel | None = None, n_examples: int = 1000, seed: int = 0):
         super().__init__(model)
@@ -53,8 +71,7 @@ class _MeanEmbedding(Estimator):
         if key not in _last_means:
             _last_means.clear()
             _last_means[key] = dataset_means(self.model, texts, progress=f"{self.name}: {task.name}")
-        token_mean, sentence_mean = _last_means[key]
-        vec = token_mean if self.vector == "token_mean" else sentence_mean
+        vec = _last_means[key][self.vector]
         return self.artefact(task, {"embedding": vec.astype(np.float32)}, n_examples=len(texts))
 
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
@@ -62,11 +79,25 @@ class _MeanEmbedding(Estimator):
 
 
 class TextEmb(_MeanEmbedding):
-    """Vu et al. 2020 TextEmb: mean of final-layer token representations over the dataset."""
+    """Vu et al. 2020 TextEmb: mean of final-layer token representations over the dataset.
+
+    ``weighting="example"`` (default; Vu et al.'s ``run_textemb_CR.py``): per example the mean over
+    its non-padding tokens, then the mean over examples. ``weighting="token"``: the mean over every
+    token of the sample (longer examples weigh more; taskrank's earlier default)."""
 
     name = "textemb"
     summary = "mean final-layer token vector of the data, cosine (Vu et al. 2020)"
-    vector = "token_mean"
+
+    def __init__(self, model: BaseModel | None = None, n_examples: int = 1000, seed: int = 0,
+                 weighting: str = "example"):
+        super().__init__(model, n_examples, seed)
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, not '{weighting}'")
+        self.weighting = weighting
+
+    @property
+    def vector(self) -> str:
+        return self.weighting
 
 
 class SEmb(_MeanEmbedding):
@@ -74,4 +105,4 @@ class SEmb(_MeanEmbedding):
 
     name = "semb"
     summary = "mean sentence embedding of the data, cosine (2407.16245)"
-    vector = "sentence_mean"
+    vector = "sentence"

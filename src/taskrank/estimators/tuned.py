@@ -8,8 +8,12 @@ TuPaTE (``tupate-lora``, ``tupate-bitfit``, ``tupate-prefix``, ``tupate-ensemble
     The tuned parameters are concatenated within each layer and averaged across layers:
     LoRA: the layer's A and B matrices (query, then value) flattened and concatenated;
     BitFit: the layer's bias vectors concatenated (biases outside the transformer layers, i.e.
-    embeddings LayerNorm, pooler and head, are left out); prefix: the prefix matrix averaged over
-    prefix positions, giving each layer's [key; value] prefix vector. Compared by cosine.
+    embeddings LayerNorm, pooler and head, are left out); prefix (``prefix_embedding``): by default
+    the paper's, which keeps the prefix positions: the (length x hidden) key and value prefixes of
+    every layer averaged, length x hidden dimensions (BERT-base: 20 x 768 = 15,360, the 15.4K of
+    the paper's Table 1); ``"released"`` as the released ``extract_ptuning_v2_task_emb`` (the prefix
+    matrix averaged over positions, layers kept: layers x 2 x hidden); ``"position-mean"``
+    (taskrank's earlier default) averages positions and then layers (2 x hidden). Compared by cosine.
     ``checkpoint="early"`` (default) tunes 2 epochs; ``"best"`` tunes ``best_epochs`` epochs and
     keeps the epoch with the best validation score (the early state is kept in that artefact too).
     The ensemble averages the three methods' similarities; it trains nothing of its own.
@@ -48,7 +52,7 @@ import numpy as np
 from ..models import BaseModel
 from ..store import Artefact
 from ..tasks import Task, TaskError
-from .base import Composite, Estimator, cosine_rows
+from .base import TRAINABLE_TYPES, Composite, Estimator, cosine_rows
 
 DATA_SEED = 0  # the training sample is fixed; ``seed`` varies initialisation and batch order
 CENTRES = ("none", "pool", "init")
@@ -92,6 +96,29 @@ def prefix_layer_vectors(prefix: np.ndarray, n_layers: int) -> np.ndarray:
     return prefix.mean(0).reshape(n_layers, -1)
 
 
+PREFIX_EMBEDDINGS = ("paper", "released", "position-mean")
+
+
+def prefix_task_embedding(prefix: np.ndarray, n_layers: int, construction: str = "paper") -> np.ndarray:
+    """TuPaTE's P-Tuning v2 prefix embedding from the (length, layers*2*hidden) prefix matrix (peft's
+    layout: per layer a key block, then a value block, each hidden wide).
+
+    - ``"paper"`` (default): positions kept; the 2*layers (length, hidden) key and value slices
+      averaged, flattened to length*hidden (BERT-base: 20 x 768 = 15,360, the paper's Table 1);
+    - ``"released"``: ``extract_ptuning_v2_task_emb`` of the released code,
+      ``prefix_encoder.embedding.weight.mean(0)``: positions averaged, layers kept (layers*2*hidden);
+    - ``"position-mean"``: positions averaged, then layers ([key; value], 2*hidden)."""
+    prefix = np.asarray(prefix, dtype=np.float64)
+    if construction == "paper":
+        length = prefix.shape[0]
+        return prefix.reshape(length, 2 * n_layers, -1).mean(1).ravel()
+    if construction == "released":
+        return prefix.mean(0)
+    if construction == "position-mean":
+        return layer_average(prefix_layer_vectors(prefix, n_layers))
+    raise ValueError(f"prefix_embedding must be one of {', '.join(PREFIX_EMBEDDINGS)}, not '{construction}'")
+
+
 def layer_average(layer_vectors) -> np.ndarray:
     """TuPaTE's task embedding: the per-layer vectors averaged across layers."""
     return np.mean(np.stack([np.asarray(v, dtype=np.float64) for v in layer_vectors]), axis=0)
@@ -104,13 +131,15 @@ def _prefix_matrix(state: dict[str, np.ndarray]) -> np.ndarray:
     return state[names[0]]
 
 
-def tupate_embedding(state: dict[str, np.ndarray], method: str, n_layers: int) -> np.ndarray:
+def tupate_embedding(state: dict[str, np.ndarray], method: str, n_layers: int, prefix: str = "paper") -> np.ndarray:
+    """The TuPaTE task embedding of a tuned state (``prefix``: the prefix construction, see
+    :func:`prefix_task_embedding`)."""
     if method == "lora":
         return layer_average(lora_layer_vectors(state))
     if method == "bitfit":
         return layer_average(bitfit_layer_vectors(state))
     if method == "prefix":
-        return layer_average(prefix_layer_vectors(_prefix_matrix(state), n_layers))
+        return prefix_task_embedding(_prefix_matrix(state), n_layers, prefix)
     raise ValueError(f"TuPaTE has no embedding for tuning method '{method}'")
 
 
@@ -139,6 +168,7 @@ class _TunedEstimator(Estimator):
 
     tuning_method: ClassVar[str]
     score_only = ("centre",)
+    task_types = TRAINABLE_TYPES
 
     def __init__(self, model: BaseModel | None = None, checkpoint: str = "early", n_examples: int = 500,
                  best_epochs: int = 5, n_eval: int = 200, lr: float | None = None, batch_size: int = 32,
@@ -202,10 +232,12 @@ class _TuPaTE(_TunedEstimator):
                  seed: int = 0, centre: str = "init"):
         super().__init__(model, checkpoint, n_examples, best_epochs, n_eval, lr, batch_size, seed, centre)
 
+    prefix_embedding = "paper"  # only the prefix method has a choice (a constructor parameter there)
+
     def prepare(self, task: Task) -> Artefact:
         state, init, info = self.tune(task)
-        tensors = {"embedding": tupate_embedding(state, self.tuning_method, self.n_layers).astype(np.float32),
-                   "init_embedding": tupate_embedding(init, self.tuning_method, self.n_layers).astype(np.float32)}
+        embed = lambda s: tupate_embedding(s, self.tuning_method, self.n_layers, self.prefix_embedding)  # noqa: E731
+        tensors = {"embedding": embed(state).astype(np.float32), "init_embedding": embed(init).astype(np.float32)}
         return self.artefact(task, tensors, **info)
 
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
@@ -235,11 +267,23 @@ class TuPaTEBitFit(_TuPaTE):
 
 
 class TuPaTEPrefix(_TuPaTE):
-    """TuPaTE with a P-Tuning v2 deep prefix (length 20, lr 1e-2)."""
+    """TuPaTE with a P-Tuning v2 deep prefix (length 20, lr 1e-2). ``prefix_embedding="paper"``
+    (default): positions kept, the layers' key and value prefixes averaged (length x hidden, as the
+    paper's Table 1 counts it); ``"released"``: positions averaged, layers kept (the released
+    ``extract_ptuning_v2_task_emb``); ``"position-mean"``: positions, then layers averaged."""
 
     name = "tupate-prefix"
-    summary = "P-Tuning v2 prefix averaged over positions and layers, cosine (TuPaTE)"
+    summary = "P-Tuning v2 prefix, positions kept, averaged over layers, cosine (TuPaTE)"
     tuning_method = "prefix"
+
+    def __init__(self, model: BaseModel | None = None, checkpoint: str = "early", n_examples: int = 500,
+                 best_epochs: int = 5, n_eval: int = 200, lr: float | None = None, batch_size: int = 32,
+                 seed: int = 0, centre: str = "init", prefix_embedding: str = "paper"):
+        super().__init__(model, checkpoint, n_examples, best_epochs, n_eval, lr, batch_size, seed, centre)
+        if prefix_embedding not in PREFIX_EMBEDDINGS:
+            raise ValueError(f"prefix_embedding must be one of {', '.join(PREFIX_EMBEDDINGS)}, "
+                             f"not '{prefix_embedding}'")
+        self.prefix_embedding = prefix_embedding
 
 
 class TuPaTEEnsemble(Composite):
@@ -251,12 +295,14 @@ class TuPaTEEnsemble(Composite):
     member_classes: ClassVar[tuple[type[_TuPaTE], ...]] = (TuPaTELoRA, TuPaTEBitFit, TuPaTEPrefix)
 
     def __init__(self, model: BaseModel | None = None, checkpoint: str = "early", seed: int = 0,
-                 centre: str = "init"):
+                 centre: str = "init", defaults: dict | None = None):
         super().__init__(model)
         self.checkpoint = checkpoint
         self.seed = seed
         self.centre = centre
-        self.members = [cls(model=self.model, checkpoint=checkpoint, seed=seed, centre=centre)
+        defaults = defaults or {}  # a pool's parameters for the members (Pool.method_params)
+        self.members = [cls(model=self.model, **{**defaults.get(cls.name, {}), "checkpoint": checkpoint,
+                                                 "seed": seed, "centre": centre})
                         for cls in self.member_classes]
 
     def combine(self, target: str, sources: list[str], member_scores: list[np.ndarray]) -> np.ndarray:

@@ -16,7 +16,7 @@ from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, config_hash, load_ref,
 from ..models import BaseModel, set_threads
 from ..task_metrics import task_metric
 from ..tasks import Task, TaskError
-from ..tuning import TuningConfig, evaluate, fine_tune, load_encoder_state
+from ..tuning import TuningConfig, check_trainable, evaluate, fine_tune, load_encoder_state
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,8 @@ class Run:
 def plan(tasks: list[Task], seeds: list[int], setting: TransferSetting,
          sources: list[str] | None = None, targets: list[str] | None = None) -> list[Run]:
     """Every baseline and ordered (source, target) pair, seed-major so early results cover all pairs."""
+    for task in tasks:
+        check_trainable(task)  # a generation task cannot be a source or a target: say so before any run
     by_name = {t.name: TaskRef.of(t) for t in tasks}
     for name in (sources or []) + (targets or []):
         if name not in by_name:
@@ -83,6 +85,20 @@ def plan(tasks: list[Task], seeds: list[int], setting: TransferSetting,
     return runs
 
 
+def target_frames(target: Task, setting: TransferSetting):
+    """(training sample, evaluation sample) of a target: the validation (else test) split scores it;
+    a task with a training split only (TaskWeb's samples) is scored on held-out training examples,
+    a fifth of them at most, never trained on."""
+    for split in ("validation", "test"):
+        if split in target.splits:
+            return (target.sample(setting.target_examples, DATA_SEED),
+                    target.sample(setting.eval_examples, DATA_SEED, split=split))
+    shuffled = target.sample(None, DATA_SEED)
+    held = min(setting.eval_examples, len(shuffled) // 5)
+    rest = shuffled.iloc[held:]
+    return rest.iloc[:setting.target_examples].reset_index(drop=True), shuffled.iloc[:held].reset_index(drop=True)
+
+
 def execute_run(workdir: str | Path, run: Run, threads: int | None = None) -> dict:
     """One baseline or transfer run; returns the journal row."""
     set_threads(threads)
@@ -94,10 +110,8 @@ def execute_run(workdir: str | Path, run: Run, threads: int | None = None) -> di
         state = load_encoder_state(train(workdir, setting.source_recipe(), run.source, run.seed, threads))
     base = BaseModel(setting.model, max_length=setting.max_length)
     config = setting.target_tuning(run.seed)
-    eval_split = "validation" if "validation" in target.splits else "test"
-    eval_frame = target.sample(setting.eval_examples, DATA_SEED, split=eval_split)
-    result = fine_tune(base, target, config, train=target.sample(setting.target_examples, DATA_SEED),
-                       encoder_state=state)
+    train_frame, eval_frame = target_frames(target, setting)
+    result = fine_tune(base, target, config, train=train_frame, encoder_state=state)
     value = evaluate(base, target, result.model, eval_frame, config)
     return {
         "key": run.key, "target": run.target.name, "source": run.source.name if run.source else "",

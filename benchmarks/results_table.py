@@ -21,6 +21,12 @@ Writes (``--out``, default benchmarks/results/):
   transfer17_methods.json      the same plus meta and every prediction
   transfer17_summary.csv       one row per method: the mean of every metric (NDCG/Regret ×100)
 and, with ``--report DIR``, the HTML/Markdown report of ``taskrank report``.
+
+Every output has the gold's split-seed ceiling as a row, "gold ceiling (1 seed vs rest)" (see
+``taskrank.reliability``), after "random (expected)". ``--ceiling-only`` adds (or refreshes) just
+that row in the files already in ``--out``, in seconds, without scoring any method:
+
+    .venv/bin/python benchmarks/results_table.py --ceiling-only
 """
 
 from __future__ import annotations
@@ -66,6 +72,72 @@ def leaf_estimators(names: list[str], model) -> dict:
     return found
 
 
+def _after_random(rows: list[dict], new: list[dict], name: str) -> list[dict]:
+    """``rows`` (tidy records, any old ``name`` rows dropped) with ``new`` placed as ``Evaluation.tidy``
+    would place a method listed right after the random row: its means after random's means, each
+    per-target row right after random's row of the same target and metric."""
+    from taskrank.evaluation import RANDOM
+
+    rows = [r for r in rows if r["method"] != name]
+    last_mean = max(i for i, r in enumerate(rows) if r["method"] == RANDOM and r["target"] == "(mean)")
+    per_target = {(r["target"], r["metric"]): r for r in new if r["target"] != "(mean)"}
+    out = []
+    for i, r in enumerate(rows):
+        out.append(r)
+        if i == last_mean:
+            out += [n for n in new if n["target"] == "(mean)"]
+        elif r["method"] == RANDOM and (r["target"], r["metric"]) in per_target:
+            out.append(per_target[(r["target"], r["metric"])])
+    return out
+
+
+def append_ceiling(out: Path, matrix: Path, split: str = "one") -> None:
+    """Add (or refresh) the ceiling rows in transfer17_summary.csv, transfer17_methods.csv and .json
+    of ``out``, with the targets, sources, cut-offs and bootstrap of the evaluation saved there; the
+    other rows are left byte for byte."""
+    import csv
+
+    import pandas as pd
+
+    from taskrank.evaluation import RANDOM, load_gold
+    from taskrank.reliability import CEILING, reliability
+
+    saved = json.loads((out / "transfer17_methods.json").read_text())
+    meta, name = saved["meta"], CEILING[split]
+    preds = pd.DataFrame(saved["predictions"])
+    sources = {t: sorted(d["source"]) for t, d in preds.groupby("target")}
+    rel = reliability(load_gold(matrix).runs, split, seed=meta["seed"], ks=meta["ks"], by=meta["gold_by"],
+                      perf=meta["perf"], targets=meta["targets"], sources=sources,
+                      regret_baseline=meta["regret_baseline"], boot=meta["boot"], level=meta["level"])
+    tidy = rel.tidy().assign(method=name, seed_lo=float("nan"), seed_hi=float("nan"))
+    cols = ["method", "target", "metric", "value", "n", "boot_lo", "boot_hi", "seed_lo", "seed_hi", "unit"]
+    new = json.loads(tidy[cols].to_json(orient="records", double_precision=15))
+
+    summary = pd.read_csv(out / "transfer17_summary.csv")
+    mean = {r["metric"]: r["value"] for r in new if r["target"] == "(mean)"}
+    row = pd.DataFrame([{"method": name, "n_targets": len(rel.per_target), **mean}])
+    summary = summary[summary["method"] != name]
+    first = summary["method"] == RANDOM
+    pd.concat([summary[first], row.reindex(columns=summary.columns), summary[~first]]).to_csv(
+        out / "transfer17_summary.csv", index=False, float_format="%.4f")
+
+    with open(out / "transfer17_methods.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    text = [{c: "" if r[c] is None else str(r[c]) for c in cols} for r in new if r["metric"] in {x["metric"] for x in rows}]
+    with open(out / "transfer17_methods.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(_after_random(rows, text, name))
+
+    saved["results"] = _after_random(saved["results"], new, name)
+    meta["methods"] = [RANDOM, name] + [m for m in meta["methods"] if m not in (RANDOM, name)]
+    meta["notes"] = [n for n in meta.get("notes", []) if not n.startswith(f"'{name}'")] + [
+        f"'{name}': the gold of one training seed judged against the gold of the other seeds "
+        f"({len(rel.meta['splits'])} splits): how well this gold agrees with itself"]
+    (out / "transfer17_methods.json").write_text(json.dumps(saved, indent=1))
+    print(f"{name}: NDCG {mean['ndcg_taskweb']:.1f}, Spearman {mean['spearman']:.3f} -> {out}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--matrix", type=Path, default=HERE / "transfer17" / "runs.csv",
@@ -79,7 +151,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seed-boot", type=int, default=200)
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--report", type=Path, default=None, help="also write the HTML/Markdown report here")
+    ap.add_argument("--ceiling-only", action="store_true",
+                    help="only add the gold's split-seed ceiling row to the results already in --out")
     args = ap.parse_args(argv)
+    if args.ceiling_only:
+        append_ceiling(args.out, args.matrix)
+        return 0
 
     import pandas as pd
 
@@ -87,6 +164,7 @@ def main(argv=None) -> int:
     from taskrank.evaluation import EvaluationError, evaluate_predictions, load_gold, pool_predictions
     from taskrank.models import BaseModel
     from taskrank.pool import Pool
+    from taskrank.reliability import with_ceiling
     from taskrank.store import default_cache
     from taskrank.tasks import load_task_folder
 
@@ -117,6 +195,7 @@ def main(argv=None) -> int:
     preds["method"] = preds["method"].map(names)
     ev = evaluate_predictions(gold, preds, exclude=args.exclude, targets=targets, candidates=candidates,
                               boot=args.boot, seed_boot=args.seed_boot, seed=0)
+    ev = with_ceiling(ev, gold)
     ev.meta.update({"methods_full": methods, "seconds": round(time.time() - start, 1),
                     "command": "python benchmarks/results_table.py " + " ".join(argv or sys.argv[1:])})
     ev.meta["gold"] = str(Path(ev.meta["gold"]).resolve().relative_to(REPO)) if str(ev.meta["gold"]).startswith(

@@ -211,7 +211,7 @@ def test_methods_on_a_pool(tmp_path, isolated_cache):
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["meta"]["targets"] == ["a", "b", "c", "d"]
-    assert out["meta"]["methods"] == [RANDOM, "size", "ensemble:size+random"]
+    assert out["meta"]["methods"] == [RANDOM, "gold ceiling (1 seed vs rest)", "size", "ensemble:size+random"]
     n = {(x["target"], x["method"]): x["n"] for x in out["results"] if x["metric"] == "rho"}
     assert n[("a", "size")] == 3      # b, c, d: e has no data in the pool, f no gold
     # size's per-target numbers are metrics.evaluate of log sizes against the matrix's gold

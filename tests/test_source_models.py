@@ -1,6 +1,7 @@
 """LogME / LEEP / NCE through fine-tuned source models: artefacts name the model, not a path."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,12 +24,13 @@ def tiny(shared_tasks, tmp_path_factory):
     return load_task_folder(root)
 
 
-def test_scores_from_cached_models_then_retrained_then_clear_error(tiny, tmp_path):
+def test_scores_from_cached_models_then_retrained_then_clear_error(tiny, tmp_path, monkeypatch):
     tasks = {t.name: t for t in tiny}
     work = tmp_path / "finetuned"
     logme = LogmeEstimator(finetuned_dir=str(work), **RECIPE)
     sources = [logme.prepare(tasks["cr"]), logme.prepare(tasks["trec"])]
     assert all("model_dir" not in s.config for s in sources)  # no absolute model path in a shippable artefact
+    assert all("source_path" not in s.config and s.config["params"]["finetuned_dir"] is None for s in sources)
     target = logme.prepare_target(tasks["sst2"])
     first = logme.score(target, sources)
     assert np.isfinite(first).all()
@@ -40,12 +42,13 @@ def test_scores_from_cached_models_then_retrained_then_clear_error(tiny, tmp_pat
         assert np.isfinite(scores).all()
     assert sorted(p.name for p in (work / "sources").iterdir()) == models
 
-    # a lost model is retrained, deterministically, from the source's data
+    # a lost model is retrained, deterministically, from the source's data, found by name in TASKRANK_DATA
+    monkeypatch.setenv("TASKRANK_DATA", str(Path(tasks["cr"].origin).parent))
     shutil.rmtree(work / "sources" / models[0])
     np.testing.assert_allclose(logme.score(target, sources), first, rtol=1e-6)
 
     # with neither the model nor the data, a one-line error says how to get it
     shutil.rmtree(work / "sources" / models[0])
-    sources[0].config["source_path"] = str(tmp_path / "gone")
-    with pytest.raises(ArtefactError, match="pool build"):
+    monkeypatch.setenv("TASKRANK_DATA", str(tmp_path / "gone"))
+    with pytest.raises(ArtefactError, match="TASKRANK_DATA.*pool build"):
         logme.score(target, sources)

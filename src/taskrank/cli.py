@@ -28,15 +28,84 @@ class Format(str, Enum):
     csv = "csv"
 
 
+class OptionError(ValueError):
+    """An option value that cannot work (checked before any work is done)."""
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
     from .estimators import UnknownEstimator
     from .evaluation import EvaluationError
     from .models import ModelError
+    from .outputs import OutputError
     from .pool import PoolError
     from .store import ArtefactError
     from .tasks import TaskError
+    from .transfer.journal import JournalError
 
-    return TaskError, ArtefactError, PoolError, ModelError, UnknownEstimator, EvaluationError, FileNotFoundError
+    return (TaskError, ArtefactError, PoolError, ModelError, UnknownEstimator, EvaluationError, FileNotFoundError,
+            OptionError, OutputError, JournalError)
+
+
+def _at_least(minimum, **options) -> None:
+    """Each option (given by its Python name) must be at least ``minimum``."""
+    for name, value in options.items():
+        if value is not None and value < minimum:
+            raise OptionError(f"--{name.replace('_', '-')} must be {minimum} or more, not {value}")
+
+
+def _positive(**options) -> None:
+    for name, value in options.items():
+        if value is not None and not value > 0:
+            raise OptionError(f"--{name.replace('_', '-')} must be more than 0, not {value}")
+
+
+def _ints(value: str, option: str) -> list[int]:
+    """A comma-separated list of whole numbers."""
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        out = [int(v) for v in parts]
+    except ValueError:
+        raise OptionError(f"{option} {value!r}: expected comma-separated whole numbers, e.g. 0,1,2") from None
+    if not out:
+        raise OptionError(f"{option} {value!r}: expected comma-separated whole numbers, e.g. 0,1,2")
+    if len(set(out)) != len(out):
+        raise OptionError(f"{option} {value!r}: a number is repeated")
+    return out
+
+
+def _model(name: str, option: str = "--model", load: bool = False, **kwargs):
+    """The base model, checked before any work: a local path must be a model folder; a hub id
+    must be reachable or in the local cache (no minute of retries); ``load``: load it now."""
+    from . import hub
+    from .models import DEFAULT_MODEL_ID, BaseModel, ModelError
+
+    base = BaseModel(name, **kwargs)
+    local = Path(name).expanduser()
+    if base.model_id != DEFAULT_MODEL_ID and local.exists():
+        if not (local.is_dir() and (local / "config.json").is_file()):
+            raise ModelError(f"{option} {name}: not a model folder (no config.json); give a Hugging Face model "
+                             "folder, a hub id or 'default'")
+    elif base.model_id != DEFAULT_MODEL_ID:
+        offline = hub.offline_if_unreachable()
+        if offline:
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+            except Exception:  # an id the hub library rejects, or an older library
+                cached = False
+            if not cached:
+                raise ModelError(f"{option} {name}: not a local folder, and not in the local Hugging Face cache "
+                                 f"({offline})")
+    if load:
+        try:
+            base.load()
+        except ModelError:
+            raise
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{option} {name}: cannot be loaded as a model ({first})") from None
+    return base
 
 
 def friendly(fn):
@@ -91,15 +160,16 @@ def rank(
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
 ):
     """Rank the pool's source tasks for a target task, best first."""
-    from .models import BaseModel
     from .pool import Pool
     from .ranking import rank as rank_sources
     from .store import default_cache
     from .tasks import load_task
 
+    _at_least(1, top=top)
+    base = _model(model)
     task = load_task(target, text=text, text_pair=text_pair, label=label, task_type=task_type, choices=choices)
     source_pool = Pool.open(pool)
-    estimator = source_pool.estimator(method, model=BaseModel(model))
+    estimator = source_pool.estimator(method, model=base)
     result = rank_sources(task, source_pool, estimator, cache=default_cache())
     if result.excluded:
         typer.echo(f"left out {', '.join(result.excluded)}: same task as the target", err=True)
@@ -137,11 +207,14 @@ def pool_build(
 ):
     """Prepare every estimator's artefacts for every task in a folder (resumable)."""
     from .estimators import ESTIMATORS, get_estimator
-    from .models import BaseModel
     from .pool import Pool
     from .tasks import load_task_folder
 
-    base = BaseModel(model)
+    if "://" not in out:
+        from .outputs import check_writable
+
+        check_writable(out, "--out", folder=True)
+    base = _model(model, load=True)
     names = method or [n for n, cls in sorted(ESTIMATORS.items()) if cls.in_default_pool]
     estimators = [get_estimator(n, model=base) for n in names]
     tasks = load_task_folder(folder)
@@ -194,17 +267,25 @@ def transfer_run(
     bf16: bool = typer.Option(False, help="bf16 autocast on CPU (about 1.6x faster where the CPU has bf16)."),
 ):
     """Run (or resume) a transfer grid; completed runs are skipped."""
+    from .outputs import check_writable
     from .tasks import load_task_folder
     from .transfer.executors import run_grid
     from .transfer.journal import Journal
     from .transfer.runner import TransferSetting, plan
 
+    seed_list = _ints(seeds, "--seeds")
+    _at_least(1, source_examples=source_examples, source_epochs=source_epochs, target_examples=target_examples,
+              target_epochs=target_epochs, eval_examples=eval_examples, max_length=max_length, batch_size=batch_size)
+    _at_least(0, workers=workers)
+    _positive(source_lr=source_lr, target_lr=target_lr)
+    _model(model)
     setting = TransferSetting(model=model, method=method, source_examples=source_examples,
                               source_epochs=source_epochs, source_lr=source_lr, target_examples=target_examples,
                               target_epochs=target_epochs, target_lr=target_lr, eval_examples=eval_examples,
                               batch_size=batch_size, max_length=max_length, bf16=bf16)
-    runs = plan(load_task_folder(tasks), [int(s) for s in seeds.split(",")], setting, _names(sources), _names(targets))
-    book = Journal(journal)
+    runs = plan(load_task_folder(tasks), seed_list, setting, _names(sources), _names(targets))
+    check_writable(workdir or journal.parent / "work", "--workdir", folder=True)
+    book = Journal(journal)  # not SQLite, or not writable: said now, before any run
     before = len(book.keys() & {r.key for r in runs})
     typer.echo(f"{len(runs)} runs in the grid, {before} already in {journal}", err=True)
     stored = run_grid(runs, book, workdir or journal.parent / "work", workers=workers, cluster=cluster)
@@ -220,20 +301,27 @@ def transfer_export(
     heatmap: Optional[Path] = typer.Option(None, help="Also write a PC heatmap PNG here."),
 ):
     """Export the journal's runs, and optionally the transfer matrix and its heatmap."""
+    from .outputs import Outputs, check_writable
     from .transfer.journal import Journal
     from .transfer.matrix import pair_table, plot_heatmap
 
     if not journal.is_file():
         raise FileNotFoundError(f"{journal}: no such journal")
-    runs = Journal(journal).frame()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    runs.to_csv(out, index=False)
-    if matrix or heatmap:
-        pairs = pair_table(runs)
-        if matrix:
-            pairs.to_csv(matrix, index=False)
-        if heatmap and not pairs.empty:
-            plot_heatmap(pairs, heatmap)
+    for option, path in (("--out", out), ("--matrix", matrix), ("--heatmap", heatmap)):
+        if path is not None:
+            check_writable(path, option)
+    targets = [p.expanduser().absolute() for p in (out, matrix, heatmap) if p is not None]
+    if len(set(targets)) != len(targets):
+        raise OptionError("--out, --matrix and --heatmap must be different files")
+    runs = Journal(journal, readonly=True).frame()
+    with Outputs("transfer export") as outputs:  # all three files, or none
+        runs.to_csv(outputs.file(out), index=False)
+        if matrix or heatmap:
+            pairs = pair_table(runs)
+            if matrix:
+                pairs.to_csv(outputs.file(matrix), index=False)
+            if heatmap and not pairs.empty:
+                plot_heatmap(pairs, outputs.file(heatmap))
     typer.echo(f"{len(runs)} runs -> {out}", err=True)
 
 
@@ -294,10 +382,13 @@ def transfer_reliability(
 ):
     """Split-seed ceiling of the gold: rank each target's sources by the gold of one seed (or half the
     seeds) and score that against the gold of the other seeds, with every evaluation metric."""
-    from .reliability import load_seed_runs, reliability
+    from .reliability import ReliabilityError, load_seed_runs, reliability
 
     runs, notes, origin = load_seed_runs(matrix, taskweb, tw_model, adaptation, setting, tw_baseline.value)
-    rel = reliability(runs, split.value, splits, seed, k, gold, perf, exclude=_split(exclude), boot=boot)
+    try:
+        rel = reliability(runs, split.value, splits, seed, k, gold, perf, exclude=_split(exclude), boot=boot)
+    except ReliabilityError as e:
+        raise ReliabilityError(f"{origin}: {e}") from None
     rel.meta.update({"origin": origin, "notes": notes, "percent": percent})
     tidy = rel.tidy(percent)
     payload = {"meta": rel.meta, "results": json.loads(tidy.to_json(orient="records", double_precision=15))}
@@ -420,7 +511,7 @@ def evaluate(
     exclude: list[str] = typer.Option([], help="Target(s) to leave out, repeatable or comma-separated (TaskWeb leaves out piqa)."),
     gold: str = typer.Option("score", help="Matrix column that orders the gold ranking (score = TaskWeb's pair score)."),
     perf: str = typer.Option("mean", help="Matrix column with the target performance after transfer (for Regret, ESM NDCG)."),
-    k: list[int] = typer.Option([1, 3, 5], "--k", help="Cut-offs for Regret@k and precision@k (repeatable)."),
+    k: list[int] = typer.Option([], "--k", help="Cut-offs for Regret@k and precision@k (repeatable; default 1, 3, 5)."),
     regret_baseline: bool = typer.Option(True, "--regret-baseline/--no-regret-baseline",
                                          help="Count the no-transfer baseline as a candidate in regret_max (ESM's protocol)."),
     boot: int = typer.Option(1000, help="Bootstrap draws over targets (0: no interval)."),
@@ -441,18 +532,27 @@ def evaluate(
     import pandas as pd
 
     from .evaluation import EvaluationError, evaluate_predictions, load_gold, pool_predictions, read_predictions
+    from .outputs import Outputs, check_writable
 
+    _at_least(1, k=min(k, default=None))
+    _at_least(0, boot=boot, seed_boot=seed_boot)
+    if out is not None:
+        check_writable(out, "--out")
     truth = load_gold(matrix=matrix, taskweb=taskweb, model=tw_model, adaptation=adaptation, runs=runs,
                       setting=setting, by=gold, perf=perf)
+    most = int(truth.pairs.groupby("target")["source"].nunique().max())
+    if max(k, default=0) > most:
+        raise OptionError(f"--k {max(k)}: more than the {most} sources a target has in the matrix; use 1 to {most}")
+    k = k or [1, 3, 5]
     excluded = _split(exclude)
     parts, candidates, targets = [], None, None
     for path in predictions:
         parts.append(read_predictions(path))
     if method:
-        from .models import BaseModel
         from .pool import Pool
         from .store import default_cache
 
+        base = _model(base_model, "--base-model")
         if tasks is None:
             raise EvaluationError("--method needs --tasks FOLDER: the targets' data make the target-side artefacts")
         source_pool = Pool.open(pool)
@@ -460,7 +560,10 @@ def evaluate(
         targets = [t for t in truth.targets if t in in_pool and t not in excluded]
         if not targets:
             raise EvaluationError(f"none of the matrix's targets {truth.targets[:8]} is in pool {pool}")
-        preds, candidates = pool_predictions(method, source_pool, tasks, targets, BaseModel(base_model), default_cache())
+        from .taskweb import taskweb_loader
+
+        preds, candidates = pool_predictions(method, source_pool, tasks, targets, base, default_cache(),
+                                             load=taskweb_loader(tasks))
         parts.insert(0, preds)
     if not parts:
         raise EvaluationError("nothing to evaluate: give --method (with --tasks) and/or --predictions CSV")
@@ -475,7 +578,8 @@ def evaluate(
 
         ev = with_ceiling(ev, truth, taskweb, tw_model, adaptation, ceiling.value)
     if out is not None:
-        written = ev.save(out, percent)
+        with Outputs("--out") as outputs:  # the file and its .predictions.csv, or nothing
+            written = [out.parent / p.name for p in ev.save(outputs.folder(out.parent) / out.name, percent)]
         typer.echo(f"evaluation -> {', '.join(map(str, written))}", err=True)
     if fmt is Format.json:
         typer.echo(json.dumps(ev.to_dict(percent)))
@@ -503,32 +607,42 @@ def report(
     import pandas as pd
 
     from .evaluation import load_gold, read_evaluation, read_predictions
+    from .outputs import Outputs, check_writable
     from .report import write_report
 
+    check_writable(out, "--out", folder=True)
+    for name in ("report.html", "report.md"):
+        check_writable(out / name, "--out")
     tidy, preds, meta = read_evaluation(evaluation)
     truth = load_gold(matrix=matrix, taskweb=taskweb, model=tw_model, adaptation=adaptation, runs=runs,
                       setting=setting or meta.get("setting") or None, by=meta.get("gold_by", "score"),
                       perf=meta.get("perf", "mean"))
     if predictions:
         preds = pd.concat([read_predictions(p) for p in predictions], ignore_index=True)
-    html_path, md_path = write_report(out, truth, tidy, preds, meta, title=title)
-    typer.echo(f"report -> {html_path}, {md_path}", err=True)
+    with Outputs("--out") as outputs:  # the pages and every figure, or nothing
+        html_path, md_path = write_report(outputs.folder(out), truth, tidy, preds, meta, title=title)
+    typer.echo(f"report -> {out / html_path.name}, {out / md_path.name}", err=True)
 
 
 @pool_app.command("transfer")
 @friendly
 def pool_transfer(
     matrix: Path = typer.Option(..., help="A pair table (matrix.csv of 'taskrank transfer export --matrix')."),
-    out: Optional[Path] = typer.Option(None, help="Where to write (default: the transfer table shipped with taskrank)."),
+    out: Path = typer.Option(..., help="Transfer table CSV to write (use it with 'taskshop:<method>,transfer=PATH'; "
+                                       "taskrank never writes into its installed package)."),
     setting: Optional[str] = typer.Option(None, help="Setting to use when the matrix holds several."),
 ):
     """Write TaskShop's transfer table (target,source,score) from a transfer matrix."""
     import pandas as pd
 
-    from .estimators.taskshop import DEFAULT_TRANSFER, write_transfer
+    from .estimators.taskshop import write_transfer
+    from .outputs import Outputs, check_writable
 
-    path = write_transfer(matrix, out or DEFAULT_TRANSFER, setting=setting)
-    typer.echo(f"{len(pd.read_csv(path))} transfer pairs -> {path}", err=True)
+    check_writable(out, "--out")
+    with Outputs("--out") as outputs:
+        written = write_transfer(matrix, outputs.file(out), setting=setting)
+        pairs = len(pd.read_csv(written))
+    typer.echo(f"{pairs} transfer pairs -> {out}", err=True)
 
 
 mixture_app = typer.Typer(invoke_without_command=True,
@@ -551,6 +665,11 @@ def mixture(
     seed: int = typer.Option(0, help="Seed of the samples and of the row order."),
     out: Optional[Path] = typer.Option(None, help="JSONL file to write (a .meta.json manifest goes beside it)."),
     base_model: str = typer.Option("default", "--base-model", help="Base model of the method."),
+    text: Optional[str] = typer.Option(None, help="Target's text column (guessed when omitted)."),
+    text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Target's second text column (sentence pairs)."),
+    label: Optional[str] = typer.Option(None, help="Target's label column (guessed when omitted)."),
+    choices: Optional[str] = typer.Option(None, help="Target's choices column(s) (multiple choice)."),
+    task_type: Optional[str] = typer.Option(None, "--type", help="Target's task type (inferred when omitted)."),
 ):
     """Write a seeded mixed training set (JSONL: text, text_pair, label as '<source>:<label>', source, type)
     from the top-k sources of a method."""
@@ -561,11 +680,16 @@ def mixture(
         typer.echo("\ntaskrank: error: mixture needs --target, --tasks and --out", err=True)
         raise typer.Exit(2)
     from .mixture import load_sources, load_target, mixture_frame, top_sources, write_mixture
-    from .models import BaseModel
+    from .outputs import Outputs, check_writable
     from .store import default_cache
 
-    task = load_target(target, tasks)
-    ranking = top_sources(task, method, pool, top, BaseModel(base_model), default_cache())
+    _at_least(1, top=top, per_source=per_source)
+    check_writable(out, "--out")
+    check_writable(out.with_name(out.name + ".meta.json"), "--out")
+    base = _model(base_model, "--base-model")
+    task = load_target(target, tasks, text=text, text_pair=text_pair, label=label, choices=choices,
+                       task_type=task_type)
+    ranking = top_sources(task, method, pool, top, base, default_cache())
     chosen = ranking["source"].tolist()
     picked = load_sources(chosen, tasks) + ([task] if include_target else [])
     frame = mixture_frame(picked, per_source, seed)
@@ -573,7 +697,8 @@ def mixture(
                 "seed": seed, "include_target": include_target, "rows": len(frame),
                 "sources": [{"source": s, "score": float(v), "rows": int((frame["source"] == s).sum())}
                             for s, v in zip(ranking["source"], ranking["score"])]}
-    write_mixture(frame, out, manifest)
+    with Outputs("--out") as outputs:  # the JSONL and its manifest, or nothing
+        write_mixture(frame, outputs.folder(out.parent) / out.name, manifest)
     typer.echo(f"{len(frame)} examples from {', '.join(chosen)}{' + ' + task.name if include_target else ''} "
                f"({method}) -> {out}", err=True)
 
@@ -596,25 +721,39 @@ def mixture_experiment(
     seeds: str = typer.Option("0", help="Comma-separated seeds (training and the random-k draw)."),
     conditions: str = typer.Option("none,topk,random,all", help="Which of none, topk, random, all to run."),
     base_model: str = typer.Option("default", "--base-model", help="Base model (ranking and training)."),
+    text: Optional[str] = typer.Option(None, help="Target's text column (guessed when omitted)."),
+    text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Target's second text column (sentence pairs)."),
+    label: Optional[str] = typer.Option(None, help="Target's label column (guessed when omitted)."),
+    choices: Optional[str] = typer.Option(None, help="Target's choices column(s) (multiple choice)."),
+    task_type: Optional[str] = typer.Option(None, "--type", help="Target's task type (inferred when omitted)."),
 ):
     """Train on the top-k mixture vs all sources vs k random sources (vs none), continue on the target,
     and score the target: does the method's top-k help? CPU-sized defaults (minutes)."""
     import pandas as pd
 
-    from .mixture import ExperimentConfig, load_sources, load_target, run_experiment, top_sources
-    from .models import BaseModel
+    from .mixture import CONDITIONS, ExperimentConfig, load_sources, load_target, run_experiment, top_sources
+    from .outputs import check_writable
     from .pool import Pool
     from .store import default_cache
 
-    task = load_target(target, tasks)
-    base = BaseModel(base_model, max_length=max_length)
+    seed_list = _ints(seeds, "--seeds")
+    _at_least(1, top=top, per_source=per_source, target_examples=target_examples, eval_examples=eval_examples,
+              mixture_epochs=mixture_epochs, target_epochs=target_epochs, batch_size=batch_size, max_length=max_length)
+    _positive(mixture_lr=mixture_lr, target_lr=target_lr)
+    unknown = [c for c in _split([conditions]) if c not in CONDITIONS]
+    if unknown or not _split([conditions]):
+        raise OptionError(f"--conditions {conditions!r}: choose from {', '.join(CONDITIONS)}")
+    check_writable(out, "--out")
+    base = _model(base_model, "--base-model", max_length=max_length)
+    task = load_target(target, tasks, text=text, text_pair=text_pair, label=label, choices=choices,
+                       task_type=task_type)
     source_pool = Pool.open(pool)
     ranking = top_sources(task, method, source_pool, len(source_pool.tasks), base, default_cache())
     sources = load_sources(ranking["source"].tolist(), tasks)
     config = ExperimentConfig(top=top, per_source=per_source, target_examples=target_examples,
                               eval_examples=eval_examples, mixture_epochs=mixture_epochs, target_epochs=target_epochs,
                               mixture_lr=mixture_lr, target_lr=target_lr, batch_size=batch_size, max_length=max_length,
-                              seeds=tuple(int(s) for s in seeds.split(",")), conditions=tuple(_split([conditions])))
+                              seeds=tuple(seed_list), conditions=tuple(_split([conditions])))
     out.parent.mkdir(parents=True, exist_ok=True)
     done: list[dict] = []
 
@@ -629,6 +768,102 @@ def mixture_experiment(
         typer.echo(f"left out regression sources: {', '.join(result.attrs['skipped_regression_sources'])}", err=True)
     _emit(result.drop(columns=["sources"]), Format.table, title=f"mixtures for {task.name}: {method} top-{top}")
     typer.echo(f"results -> {out}", err=True)
+
+
+@app.command("select")
+@friendly
+def select_command(
+    target: str = typer.Option(..., help="Target task: a path, or a task name in --tasks."),
+    tasks: Path = typer.Option(..., help="Folder of task folders holding the sources' data (the pool's tasks)."),
+    budget: int = typer.Option(3, help="k: how many source→target transfers to run."),
+    journal: Path = typer.Option(..., help="SQLite results journal (created or resumed: finished runs are not repeated)."),
+    method: str = typer.Option("textemb", help="Method that ranks the pool's sources (the static prior)."),
+    pool: str = typer.Option("default", help="Pool to rank ('default', 'taskweb' or a directory); its tasks must be in --tasks."),
+    strategy: str = typer.Option("gp", help="'gp': update the ranking after each result (Gaussian process over the "
+                                            "transfer matrix); 'static': the method's top-k."),
+    transfer: Optional[Path] = typer.Option(None, help="Transfer table (target,source,score) for the update "
+                                                       "(default: the pool's TaskShop table)."),
+    workdir: Optional[Path] = typer.Option(None, help="Where intermediate source models go (default: beside the journal)."),
+    seed: int = typer.Option(0, help="Training seed of every run."),
+    model: str = typer.Option("default", help="Base model (ranking and training)."),
+    tuning: str = typer.Option("full", "--tuning", help="Tuning method for source and target training."),
+    source_examples: int = typer.Option(2000), source_epochs: int = typer.Option(2),
+    source_lr: float = typer.Option(1e-4),
+    target_examples: int = typer.Option(1000), target_epochs: int = typer.Option(1),
+    target_lr: float = typer.Option(2e-4),
+    eval_examples: int = typer.Option(500), max_length: int = typer.Option(128),
+    batch_size: int = typer.Option(32),
+    bf16: bool = typer.Option(False, help="bf16 autocast on CPU."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+):
+    """Choose and run k transfers one after another (the target-only baseline too) and report the
+    measured winner; the ranking is updated after each result. Resumable through --journal."""
+    import pandas as pd
+
+    from .estimators.taskshop import read_transfer
+    from .finetuned import TaskRef
+    from .mixture import load_target
+    from .models import BaseModel
+    from .pool import Pool
+    from .ranking import rank as rank_sources
+    from .selection import select
+    from .store import default_cache
+    from .tasks import TaskError, load_task
+    from .transfer.journal import Journal
+    from .transfer.runner import Run, TransferSetting, execute_run
+
+    if budget < 1:
+        raise TaskError(f"--budget must be at least 1, got {budget}")
+    task = load_target(target, tasks)
+    source_pool = Pool.open(pool)
+    estimator = source_pool.estimator(method, model=BaseModel(model))
+    ranking = rank_sources(task, source_pool, estimator, cache=default_cache()).table
+    have = {p.name for p in Path(tasks).iterdir() if p.is_dir()} if Path(tasks).is_dir() else set()
+    if not have:
+        raise TaskError(f"{tasks}: not a folder of task folders")
+    lacking = [s for s in ranking["source"] if s not in have]
+    ranking = ranking[ranking["source"].isin(have)]
+    if lacking:
+        typer.echo(f"not in {tasks} (cannot be run, left out): {', '.join(lacking)}", err=True)
+    if ranking.empty:
+        raise TaskError(f"none of the pool's sources has a task folder in {tasks}")
+    matrix = None
+    table = transfer or source_pool.method_params.get("taskshop", {}).get("transfer")
+    if table is not None or pool == "default":
+        matrix = read_transfer(table)
+    setting = TransferSetting(model=model, method=tuning, source_examples=source_examples,
+                              source_epochs=source_epochs, source_lr=source_lr, target_examples=target_examples,
+                              target_epochs=target_epochs, target_lr=target_lr, eval_examples=eval_examples,
+                              batch_size=batch_size, max_length=max_length, bf16=bf16)
+    book = Journal(journal)
+    work = workdir or journal.parent / "work"
+    target_ref = TaskRef.of(task)
+
+    def run(source: Optional[str]) -> float:
+        ref = TaskRef.of(load_task(Path(tasks) / source)) if source else None
+        r = Run(target_ref, ref, seed, setting)
+        if r.key in book.keys():
+            done = book.frame()
+            value = float(done.loc[done["key"] == r.key, "value"].iloc[0])
+            typer.echo(f"{source or '(baseline)'}: {value:.4f} (from {journal})", err=True)
+            return value
+        result = execute_run(work, r)
+        book.record(result)
+        typer.echo(f"{source or '(baseline)'}: {result['metric']} {result['value']:.4f} ({result['seconds']}s)", err=True)
+        return float(result["value"])
+
+    baseline = run(None)
+    chosen = select(task.name, ranking["source"].tolist(), ranking["score"].to_numpy(), budget, run, baseline,
+                    matrix=matrix, strategy=strategy)
+    out = chosen.table.assign(baseline=baseline)
+    _emit(out[["step", "source", "static_rank", "value", "gain", "baseline"]], fmt,
+          title=f"{budget} transfers to {task.name} ({method}, {strategy})")
+    win = chosen.winner
+    if win["value"] > baseline:
+        typer.echo(f"winner: {win['source']} ({win['value']:.4f} vs {baseline:.4f} without transfer)", err=True)
+    else:
+        typer.echo(f"no source beat the target-only baseline ({baseline:.4f}); best tried: {win['source']} "
+                   f"({win['value']:.4f})", err=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .models import BaseModel, set_threads
+from .progress import note
 from .tasks import Task, TaskError, load_task
 from .tuning import TuningConfig, fine_tune, save_encoder
 
@@ -87,6 +88,8 @@ def train(workdir: str | Path, recipe: SourceRecipe, source: TaskRef, seed: int,
     set_threads(threads)
     task = load_ref(source)
     base = BaseModel(recipe.model, max_length=recipe.max_length)
+    note(f"fine-tuning the source model of '{source.name}' (seed {seed}, up to {recipe.source_examples} examples, "
+         f"{recipe.source_epochs} epochs) into {directory.parent}")
     start = time.time()
     result = fine_tune(base, task, recipe.tuning(seed), train=task.sample(recipe.source_examples, DATA_SEED))
     save_encoder(result.model, directory, {

@@ -131,13 +131,14 @@ def load_sources(names: Sequence[str], folder: str | Path) -> list[Task]:
     return out
 
 
-def load_target(target: str, folder: str | Path | None) -> Task:
-    """A target given as a path, or as a task name inside ``folder``."""
+def load_target(target: str, folder: str | Path | None, **spec) -> Task:
+    """A target given as a path, or as a task name inside ``folder``; ``spec``: :func:`load_task`'s
+    column and type arguments (text, text_pair, label, choices, task_type)."""
     p = Path(target).expanduser()
     if p.exists():
-        return load_task(p)
+        return load_task(p, **spec)
     if folder is not None and (Path(folder) / target).exists():
-        return load_task(Path(folder) / target)
+        return load_task(Path(folder) / target, **spec)
     raise TaskError(f"target '{target}': neither a path nor a task in {folder}")
 
 

@@ -56,7 +56,16 @@ class Pool:
     def meta(self) -> dict:
         if self._meta is None:
             path = f"{self._path}/{POOL_FILE}"
-            self._meta = json.loads(self.fs.cat_file(path)) if self.fs.exists(path) else {"tasks": []}
+            try:
+                meta = json.loads(self.fs.cat_file(path)) if self.fs.exists(path) else {"tasks": []}
+            except ValueError as e:  # not JSON, not UTF-8
+                raise PoolError(f"{self.root}: {POOL_FILE} is not valid JSON ({e})") from None
+            tasks = meta.get("tasks") if isinstance(meta, dict) else None
+            need = {"name", "fingerprint", "type", "size", "labels"}  # what Task.metadata() writes
+            if not isinstance(tasks, list) or not all(isinstance(t, dict) and need <= t.keys() for t in tasks):
+                raise PoolError(f"{self.root}: {POOL_FILE} is not a pool's list of tasks (expected "
+                                f"{{\"tasks\": [...]}}, each task with {', '.join(sorted(need))})")
+            self._meta = meta
         return self._meta
 
     @property

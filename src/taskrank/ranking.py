@@ -37,7 +37,7 @@ def target_artefact(estimator: Estimator, target: Task, cache: Store | None, poo
     prepares targets as it prepares sources (so evaluating on a pool's tasks tunes nothing again),
     else from the user's cache, else prepared now."""
     estimator.check_task(target)
-    if pool is not None and type(estimator).prepare_target is Estimator.prepare_target:
+    if pool is not None and estimator.target_is_source:
         artefact = pool.store.load(estimator.artefact_id, estimator.model.model_id, target.fingerprint)
         if artefact is not None:
             return artefact

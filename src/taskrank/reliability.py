@@ -10,7 +10,8 @@ than the gold agrees with itself across seeds.
 Splits (``split``)
   * ``"one"``: every seed in turn against all the others (seed s vs the rest).
   * ``"half"``: ``n_splits`` seeded random halves (⌊n/2⌋ seeds vs the rest; all distinct halves when
-    there are no more than ``n_splits``); the same splits serve every target.
+    there are no more than ``n_splits``); the same splits serve every target. With 3 seeds a half
+    is one seed, so "half" is "one".
 
 Each metric is averaged over a target's splits, then over targets, with a percentile bootstrap over
 targets (:func:`taskrank.evaluation._target_bootstrap`, so it resamples targets exactly as the
@@ -27,17 +28,18 @@ sources' order by that seed's score (for one seed the score is monotone in v_s).
   are in the table. transfer17, one seed vs rest: TaskWeb NDCG 65.7, Spearman 0.42.
 * TaskWeb's release has no target-only runs (:func:`taskweb_runs` puts baselines in their place):
   ``baseline="seed"`` (default) reconstructs TaskWeb's own per-seed baselines: the 8 b_s that solve
-  mean_s(v_s / b_s) − 1 = released PC for all ~21 sources of a target (least squares; exact to
-  1e-12, and the resulting 8-seed pair table reproduces every released PC and PM; a b_s within 5e-9
-  of a run of that seed is that run's value, so PM's strict ">" sees the tie — the rule of
+  mean_s(v_s / b_s) − 1 = released PC for all ~21 sources of a target (least squares, residual
+  below 1e-10; the resulting 8-seed pair table gives back every released PC and PM; a b_s within
+  5e-9 of a run of that seed is that run's value, so PM's strict ">" sees the tie — the rule of
   tests/test_matrix.py). Where the TaskWeb metric does not fit (cb: TaskWeb's PC/PM are on accuracy
   alone, not the mean of accuracy and F1), the target's first metric is used instead, for its runs
-  too. Where the runs do not determine 8 baselines, or no PC is released, the release's
-  ``implied_baseline_perf`` (one number per target) stands for every seed, and the notes say so.
+  too. Where the runs do not determine 8 baselines (wsc in three settings), the release's
+  ``implied_baseline_perf`` (one number per target) stands for every seed; the notes say so.
   ``baseline="implied"`` uses that one number everywhere. t5l/finetune, piqa left out as TaskWeb
-  does, one seed vs the other seven: NDCG 83.6 with "seed" (83.5 with "implied"), Spearman 0.72.
-  Settings with no released PC (t5b/lora, t5l/pfeiffer) have no baseline at all: rank by
-  ``by="mean"`` there.
+  does, one seed vs the other seven: NDCG 83.6 with "seed" (83.5 with "implied"), Spearman 0.72
+  (0.74 only if the gold is ordered by PC or by mean performance instead of the pair score).
+  Where no PC is released (t5b/lora, t5l/pfeiffer; roberta has no cb pairs) there is no baseline
+  and no pair score: rank by ``by="mean"`` there.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def taskweb_runs(path, model: str | None = "t5l", adaptation: str | None = "fine
     except (FileNotFoundError, ValueError) as e:
         raise ReliabilityError(str(e)) from None
     raw = None
-    parts, notes, implied, refit = [runs], {}, [], []
+    parts, lacking, implied, refit = [runs], {}, [], []
     for (setting, target), r in runs.groupby(["setting", "target"], sort=True):
         d = pairs[(pairs["setting"] == setting) & (pairs["target"] == target)].set_index("source")
         v = r.pivot(index="source", columns="seed", values="value")
@@ -154,19 +156,20 @@ def taskweb_runs(path, model: str | None = "t5l", adaptation: str | None = "fine
                 parts[0] = parts[0].drop(index=r.index)
                 metric = TASKWEB_METRICS[target][0]
                 parts.append(alt.assign(metric=metric))
-                refit.append(f"{target} ({setting}, on {TASKWEB_METRICS[target][0]})")
+                refit.append(f"{target} ({setting}, on {metric})")
         if b is None:
             base = d["baseline"].dropna()
             if base.empty:
-                notes.setdefault(setting, f"TaskWeb {setting}: no PC released, so no baseline: "
-                                          "the pair score is undefined (rank by 'mean')")
+                lacking.setdefault(setting, []).append(target)
                 continue
             b = pd.Series(float(base.iloc[0]), index=v.columns)
             if baseline == "seed":
                 implied.append(f"{target} ({setting})")
         parts.append(pd.DataFrame({"target": target, "source": "", "seed": b.index.astype(int), "setting": setting,
                                    "metric": metric, "value": b.to_numpy()}))
-    out = list(notes.values())
+    n_targets = runs.groupby("setting")["target"].nunique()
+    out = [f"TaskWeb {s}: no baseline for {'any target' if len(t) == n_targets[s] else ', '.join(t)} (no released "
+           "PC or implied baseline), so no pair score (rank by 'mean')" for s, t in lacking.items()]
     out.append("TaskWeb has no target-only runs: " + (
         "per-seed baselines reconstructed from the released PC" if baseline == "seed"
         else "the release's implied_baseline_perf stands for every seed's baseline"))
@@ -267,14 +270,11 @@ def reliability(
     if len(settings) != 1:
         raise ReliabilityError(f"runs hold settings {settings}; give one (--setting)")
     ks = tuple(int(k) for k in ks)
+    splits = seed_splits(runs["seed"].astype(int).unique(), split, n_splits, seed)
     try:
-        splits = seed_splits(runs["seed"].astype(int).unique(), split, n_splits, seed)
-        tables = {}
-        for chosen in {s for pair in splits for s in pair}:
-            tables[chosen] = pair_table(runs[runs["seed"].astype(int).isin(chosen)])
+        tables = {chosen: pair_table(runs[runs["seed"].astype(int).isin(chosen)])
+                  for chosen in {s for pair in splits for s in pair}}
     except ValueError as e:
-        if isinstance(e, ReliabilityError):
-            raise
         raise ReliabilityError(f"runs table: {e}") from None
     for col in (by, perf):
         if col not in tables[splits[0][1]].columns:

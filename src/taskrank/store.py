@@ -16,6 +16,7 @@ from pathlib import Path
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
@@ -58,8 +59,12 @@ class Artefact:
         try:
             config = json.loads(fs.cat_file(f"{root}/{CONFIG}"))
             tensors = st_load(fs.cat_file(f"{root}/{TENSORS}"))
-        except (OSError, ValueError, json.JSONDecodeError) as e:
-            raise ArtefactError(f"{directory}: unreadable artefact ({e})") from None
+        except (OSError, ValueError, SafetensorError) as e:  # a truncated or corrupt file
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ArtefactError(f"{directory}: unreadable artefact ({why}); prepare it again "
+                                "('taskrank pool build' for a pool)") from None
+        if not isinstance(config, dict):
+            raise ArtefactError(f"{directory}: unreadable artefact ({CONFIG} is not a JSON object)")
         return cls(tensors, config)
 
 
@@ -84,11 +89,15 @@ def slug(text: str) -> str:
 
 
 class Store:
-    """Artefacts under ``<root>/<estimator id>/<model slug>/<fingerprint>/``."""
+    """Artefacts under ``<root>/<estimator id>/<model slug>/<fingerprint>/``.
 
-    def __init__(self, url: str | os.PathLike):
+    ``rebuild``: a cache, whose artefacts can be made again: an unreadable one is deleted and
+    reported missing (so it is prepared anew), instead of an error on every use."""
+
+    def __init__(self, url: str | os.PathLike, rebuild: bool = False):
         self.url = str(url)
         self.fs, self.root = url_to_fs(self.url)
+        self.rebuild = rebuild
 
     def _dir(self, estimator_id: str, model_id: str, fingerprint: str) -> str:
         return f"{self.root}/{slug(estimator_id)}/{slug(model_id)}/{fingerprint}"
@@ -100,8 +109,14 @@ class Store:
         directory = self._dir(estimator_id, model_id, fingerprint)
         if not self.fs.exists(f"{directory}/{CONFIG}"):
             return None
-        artefact = Artefact.from_pretrained(directory, fs=self.fs)
-        check_model(artefact, model_id, directory)
+        try:
+            artefact = Artefact.from_pretrained(directory, fs=self.fs)
+            check_model(artefact, model_id, directory)
+        except ArtefactError:
+            if not self.rebuild:
+                raise
+            self.fs.rm(directory, recursive=True)
+            return None
         return artefact
 
     def save(self, estimator_id: str, model_id: str, fingerprint: str, artefact: Artefact) -> None:
@@ -126,4 +141,4 @@ def check_model(artefact: Artefact, model_id: str, where: str) -> None:
 def default_cache() -> Store:
     """The per-user cache for target-side artefacts (TASKRANK_CACHE overrides)."""
     root = os.environ.get("TASKRANK_CACHE") or str(Path.home() / ".cache" / "taskrank")
-    return Store(root)
+    return Store(root, rebuild=True)

@@ -16,8 +16,10 @@ Every malformed input raises :class:`TaskError` naming the file, column or value
 
 from __future__ import annotations
 
+import csv
 import difflib
 import hashlib
+import itertools
 import json
 import math
 from dataclasses import dataclass, field
@@ -301,7 +303,39 @@ def _read_file(path: Path) -> pd.DataFrame:
         raise TaskError(f"{path}: cannot be read as {suffix[1:]}: {msg}") from None
     if len(df) == 0:
         raise TaskError(f"{path}: no rows")
+    _check_unique_columns(path, suffix, df)
     return df
+
+
+def _check_unique_columns(path: Path, suffix: str, df: pd.DataFrame) -> None:
+    """Two columns of one name are an error (pandas would silently rename the second 'x.1' in a
+    CSV/TSV, and keep only the last of a JSON object's repeated keys)."""
+    names = [str(c) for c in df.columns]
+    if suffix in (".csv", ".tsv"):
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as f:
+                names = next(csv.reader(f, delimiter="\t" if suffix == ".tsv" else ","), names)
+        except (OSError, csv.Error, UnicodeDecodeError):
+            pass
+    elif suffix == ".jsonl":
+        def pairs(items):
+            keys = [k for k, _ in items]
+            repeated = sorted({k for k in keys if keys.count(k) > 1})
+            if repeated:
+                raise TaskError(f"{path}: key '{repeated[0]}' appears twice in one JSON object; column names must differ")
+            return dict(items)
+
+        with path.open(encoding="utf-8") as f:
+            for line in itertools.islice(f, 100):  # a header's worth of rows
+                if line.strip():
+                    try:
+                        json.loads(line, object_pairs_hook=pairs)
+                    except json.JSONDecodeError:
+                        break
+    repeated = sorted({n for n in names if n and names.count(n) > 1})
+    if repeated:
+        raise TaskError(f"{path}: column name '{repeated[0]}' appears {names.count(repeated[0])} times; "
+                        "column names must differ (rename one)")
 
 
 def _read_folder(path: Path) -> dict[str, pd.DataFrame]:
@@ -356,11 +390,17 @@ def _folder_metadata(path: Path) -> dict:
 
 
 def _read_hub(dataset_id: str, config: str | None, split: str | None) -> dict[str, pd.DataFrame]:
+    from . import hub
+
+    offline = hub.offline_if_unreachable()  # an unreachable hub: fail at once, not after a minute of retries
     try:
         import datasets
 
         ds = datasets.load_dataset(dataset_id, config, split=split)
     except Exception as e:
+        if offline:
+            raise TaskError(f"{dataset_id}: not a file or folder, and not in the local Hugging Face cache "
+                            f"({offline})") from None
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise TaskError(f"{dataset_id}: not a file or folder, and not loadable from the Hugging Face hub: {first}") from None
     if split is not None:
@@ -421,14 +461,18 @@ def _normalise(raw, origin, name, text, text_pair, label, task_type, meta, choic
         if choice_columns:
             out["choices"] = _choice_lists(df, choice_columns, src)
         out["label"] = df[label]
+        if not choice_columns:
+            _check_scalars(out["label"], src, label, "label")
         for col, orig in (("text", text), ("text_pair", text_pair)):
             if orig is None:
                 continue
+            _check_scalars(out[col], src, orig, "text")
             bad = out[col].isna()
             if bad.any():
                 row = int(np.flatnonzero(bad.to_numpy())[0])
                 raise TaskError(f"{src}: column '{orig}' is empty in row {row + 1}")
             out[col] = out[col].astype(str)
+            _check_blank(out[col], src, orig)
         if len(out) == 0:
             raise TaskError(f"{src}: split '{split}' has no rows")
         splits[split] = (out, src)
@@ -459,6 +503,38 @@ def _normalise(raw, origin, name, text, text_pair, label, task_type, meta, choic
     spec = TaskSpec(name=name, type=kind, text=text, text_pair=text_pair, label=label, labels=labels,
                     group=meta.get("group"))
     return Task(spec, normalised, origin)
+
+
+_NOT_SCALAR = (list, tuple, dict, set, np.ndarray, bytes, bytearray)
+
+
+def _check_scalars(values: pd.Series, src: str, column: str, what: str) -> None:
+    """A text or label column must hold single values: a list or struct (Parquet, JSON, a hub
+    dataset) would otherwise become its Python repr. (A list column is right for --choices.)"""
+    if values.dtype != object:
+        return
+    bad = values.map(lambda v: isinstance(v, _NOT_SCALAR)).to_numpy(dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = values.iloc[row]
+        kind = {dict: "structs", bytes: "bytes", bytearray: "bytes"}.get(type(value), "lists")
+        hint = " (a column of choice lists goes to --choices)" if kind == "lists" and what == "text" else ""
+        raise TaskError(f"{src}: {what} column '{column}' holds {kind}, not single values (row {row + 1}: "
+                        f"{str(value)[:60]!r}); pass --{what} with a column of {what}s{hint}")
+
+
+def _check_blank(texts: pd.Series, src: str, column: str) -> None:
+    """A text of only whitespace is an error, as an empty cell is; an empty JSON/Parquet string
+    ("") is kept as an empty input (a few real datasets have some: CR, MPQA, TweetEval-hate), but
+    a column that is empty in every row is an error."""
+    stripped = texts.str.strip()
+    blank = ((stripped == "") & (texts != "")).to_numpy(dtype=bool)
+    if blank.any():
+        row = int(np.flatnonzero(blank)[0])
+        raise TaskError(f"{src}: column '{column}' holds only whitespace in row {row + 1} "
+                        f"({texts.iloc[row]!r}); give a text or remove the row")
+    if (stripped == "").all():
+        raise TaskError(f"{src}: column '{column}' is empty in every row; is it the text column?")
 
 
 def _choice_lists(df: pd.DataFrame, columns: list[str], src: str) -> list[tuple[str, ...]]:
@@ -533,11 +609,12 @@ def _choice_task(splits, origin, name, text, label, kind, meta, choices) -> Task
 
 
 def _infer_type(values: pd.Series) -> str:
-    """Floats that are not all whole numbers mean regression; strings, bools and ints mean classes."""
+    """Float labels mean regression, whole-number floats (1.0, 2.0) too, as the README says: the
+    type of the values decides, not whether they happen to be whole. Strings, bools and integers
+    mean classes (``--type`` overrides either way)."""
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all() and values.map(lambda v: isinstance(v, (float, np.floating))).any():
-        if not np.all(np.mod(numeric.to_numpy(dtype=float), 1) == 0):
-            return "regression"
+        return "regression"
     return "classification"
 
 
@@ -555,13 +632,37 @@ def _check_labels(df: pd.DataFrame, kind: str, src: str, column: str) -> pd.Data
     if missing.any():
         row = int(np.flatnonzero(missing.to_numpy())[0])
         raise TaskError(f"{src}: label column '{column}' is empty in row {row + 1}")
-    return df.assign(label=values.map(_label_string))
+    numbers = values.map(_is_number).to_numpy(dtype=bool)
+    if numbers.any() and not numbers.all():
+        a, b = int(np.flatnonzero(numbers)[0]), int(np.flatnonzero(~numbers)[0])
+        raise TaskError(f"{src}: label column '{column}' mixes numbers and names (row {a + 1}: {values.iloc[a]!r}, "
+                        f"row {b + 1}: {values.iloc[b]!r}); use one kind of label")
+    labels = values.map(_label_string)
+    blank = (labels == "").to_numpy(dtype=bool)
+    if blank.any():
+        row = int(np.flatnonzero(blank)[0])
+        raise TaskError(f"{src}: label column '{column}' is empty in row {row + 1} ({values.iloc[row]!r})")
+    return df.assign(label=labels)
+
+
+def _is_number(v) -> bool:
+    """A number, or a text that reads as a finite number (' 2', '1.5'); not a bool."""
+    if isinstance(v, (bool, np.bool_)):
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return True
+    try:
+        return math.isfinite(float(str(v).strip()))
+    except ValueError:
+        return False
 
 
 def _label_string(v) -> str:
+    """A class name: surrounding whitespace is dropped ('pos ' and 'pos' are one class), and a
+    whole-number float is written as an integer (1.0 -> '1')."""
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
         return str(int(v))
-    return str(v)
+    return str(v).strip()
 
 
 def _class_names(splits: dict[str, pd.DataFrame], declared, origin: str, column: str) -> tuple[str, ...]:
@@ -569,7 +670,7 @@ def _class_names(splits: dict[str, pd.DataFrame], declared, origin: str, column:
     for df in splits.values():
         seen.update(df["label"].unique().tolist())
     if declared:
-        names = [str(x) for x in declared]
+        names = [str(x).strip() for x in declared]
         unknown = sorted(seen - set(names))
         if unknown:
             raise TaskError(f"{origin}: label column '{column}' has value '{unknown[0]}' not among the declared labels")

@@ -41,3 +41,18 @@ def load_taskweb_task(name: str, data: str | Path) -> Task:
 
 def load_taskweb_tasks(data: str | Path, names=TASKWEB_TASKS) -> list[Task]:
     return [load_taskweb_task(n, data) for n in names]
+
+
+def taskweb_loader(tasks_folder: str | Path):
+    """``load(name)`` for a folder of the taskweb-tasks layout (its tasks.json names TaskWeb tasks),
+    so an evaluation reads each TaskWeb target as the TaskWeb pool does; None for any other folder."""
+    import json
+
+    index = Path(tasks_folder) / "tasks.json"
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8")) if index.is_file() else {}
+    except (OSError, ValueError):
+        return None
+    if not entries or not all(isinstance(e, dict) and "taskweb_name" in e for e in entries.values()):
+        return None
+    return lambda name: load_taskweb_task(name, Path(tasks_folder).parent)

@@ -2,8 +2,9 @@
 
 Full fine-tuning, BitFit and the peft methods share this loop: a pooled encoder with a fresh
 linear head (classification or regression; for multiple choice a head of width one scores each
-(text, choice) pair and the example's scores go through a softmax over its own choices), AdamW with linear warm-up/decay, length-grouped
-batches (shuffled, then sorted by length inside groups of 50 batches so padding stays small),
+(text, choice) pair and the example's scores go through a softmax over its own choices), AdamW
+with linear warm-up/decay, length-grouped batches (shuffled, then sorted by length inside groups
+of 50 batches so padding stays small),
 optional bf16 autocast on CPU. Seeded: the same seed, data and threads give the same weights.
 
 Methods (``TuningConfig.method``):

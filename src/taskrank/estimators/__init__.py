@@ -80,3 +80,8 @@ from .taskshop import taskshop_factory  # noqa: E402
 
 ESTIMATORS[RoE.name] = RoE
 COMPOSITES.update({"taskshop": taskshop_factory, "ensemble": ensemble_factory, "meanrank": meanrank_factory})
+
+from .learned import SameType, learned_factory  # noqa: E402
+
+ESTIMATORS[SameType.name] = SameType
+COMPOSITES["learned"] = learned_factory

@@ -88,6 +88,12 @@ class Estimator(ABC):
         """The per-task step for the target; the same as for a source unless a method differs."""
         return self.prepare(task)
 
+    @property
+    def target_is_source(self) -> bool:
+        """Whether a target's artefact is made as a source's is, so a pool task's own artefact can
+        serve when it is the target (no tuning or embedding again)."""
+        return type(self).prepare_target is Estimator.prepare_target
+
     @abstractmethod
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
         """Scores (len(sources),), higher = better source for the target."""

@@ -103,9 +103,13 @@ class RoE(Estimator):
     def prepare_target(self, task: Task) -> Artefact:
         return self._embed(task, self.n_target, "target")
 
+    @property
+    def target_is_source(self) -> bool:
+        return self.inputs == "taskweb"  # both sides embed the same entries
+
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
         for a, role in [(target, "target")] + [(s, "source") for s in sources]:
-            if a.config.get("role", role) != role:
+            if self.inputs == "examples" and a.config.get("role", role) != role:
                 raise ArtefactError(f"roe: artefact of task '{a.task}' is a {a.config.get('role')} artefact "
                                     f"({a.config.get('n_examples')} examples) but is used as the {role}")
         t = target.tensors["embeddings"]

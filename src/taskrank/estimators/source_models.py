@@ -4,13 +4,15 @@ They are the expensive references ESM-LogME is compared against: each source's f
 (shared with the transfer benchmark, trained once) embeds or classifies the target sample. The
 source artefact names that model by (task fingerprint, seed, recipe) rather than by a path, so a
 pool (the default one included) finds it in the user's fine-tuned-model cache, where the transfer
-benchmark leaves it too; a missing model is trained from the source's data when that is reachable.
+benchmark leaves it too; a missing model is trained from the source's data when that is reachable
+(a folder named after the task in ``TASKRANK_DATA``: artefacts record no path, see :func:`source_data`).
 The models themselves (90 MB each) never ship. The target artefact holds the sample's token ids
 and labels (numbers, no text), so scoring needs no access to the target's files.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,23 @@ from .esm import EsmLogme, tuned_encoder
 from .logme import leep, logme, nce
 
 
+DATA_ENV = "TASKRANK_DATA"
+
+
+def source_data(source: Artefact) -> str | None:
+    """Where a source's data is, to train its model again: a ``source_path`` the artefact records
+    (pools built before paths were dropped), else a folder named after the task in one of the
+    folders of task folders listed in ``TASKRANK_DATA`` (separated by ``os.pathsep``)."""
+    recorded = source.config.get("source_path")
+    if recorded and Path(recorded).exists():
+        return recorded
+    for root in filter(None, os.environ.get(DATA_ENV, "").split(os.pathsep)):
+        folder = Path(root).expanduser() / source.task
+        if source.task and folder.is_dir():
+            return str(folder)
+    return None
+
+
 class _SourceModelEstimator(EsmLogme):
     """Shares the fine-tuning recipe (and so the cached source models) with ESM-LogME."""
 
@@ -35,9 +54,10 @@ class _SourceModelEstimator(EsmLogme):
     def prepare(self, task: Task) -> Artefact:
         ref = TaskRef.of(task)
         train(self._workdir(), self.recipe(), ref, self.seed)
-        local = Path(ref.path)
-        path = str(local.resolve()) if local.exists() else ref.path
-        return self.artefact(task, {}, source_path=path, num_labels=task.num_labels)
+        # no path: a shippable artefact must not carry this machine's folders (see source_data)
+        artefact = self.artefact(task, {}, num_labels=task.num_labels)
+        artefact.config["params"]["finetuned_dir"] = None  # where this machine keeps its models
+        return artefact
 
     def _workdir(self) -> str:
         return self.finetuned_dir or default_dir()
@@ -48,13 +68,14 @@ class _SourceModelEstimator(EsmLogme):
 
     def _model_dir(self, source: Artefact) -> str:
         """The source's fine-tuned model in the cache; trained now if missing and its data is here."""
-        ref = TaskRef(source.task, source.config.get("source_path", ""), source.config["fingerprint"])
+        ref = TaskRef(source.task, source_data(source) or "", source.config["fingerprint"])
         cached = (self.model_folder(ref.name, ref.fingerprint) / "model.safetensors").exists()
-        if cached or (ref.path and Path(ref.path).exists()):
+        if cached or ref.path:
             return train(self._workdir(), self.recipe(), ref, self.seed)  # finds a cached model as it is
         raise ArtefactError(f"{self.name}: fine-tuned model of source '{source.task}' not in {self._workdir()} and its "
-                            f"data ({ref.path or 'unknown path'}) is not here; build it with 'taskrank pool build "
-                            f"TASKS_FOLDER --method {self.name} --out POOL' (or run the transfer benchmark)")
+                            f"data is not here (a folder '{source.task}' in {DATA_ENV}); set {DATA_ENV} to the folder "
+                            f"of task folders, or build it with 'taskrank pool build TASKS_FOLDER --method {self.name} "
+                            "--out POOL' (or run the transfer benchmark)")
 
     def prepare_target(self, task: Task) -> Artefact:
         self.check_task(task)

@@ -62,9 +62,17 @@ def run_grid(runs: list[Run], journal: Journal, workdir: str | Path, workers: in
     return _record(journal, (execute_run(workdir, r) for r in pending), len(pending))
 
 
+def run_line(result: dict) -> str:
+    """One finished run for a log: its key, value and seconds."""
+    value = result.get("value")
+    shown = f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+    return (f"target={result['target']} source={result['source'] or '(baseline)'} seed={result['seed']} "
+            f"{result.get('metric', 'value')}={shown} {result.get('seconds', float('nan')):.1f}s")
+
+
 def _record(journal: Journal, results: Iterator[dict], total: int) -> int:
     stored = 0
-    for result in track(results, description="transfer runs", total=total):
+    for result in track(results, description="transfer runs", total=total, line=run_line):
         stored += journal.record(result)
     return stored
 

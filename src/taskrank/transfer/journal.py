@@ -31,14 +31,48 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+class JournalError(ValueError):
+    """A journal that cannot be opened: not an SQLite file, not a journal, or not writable."""
+
+
 class Journal:
-    def __init__(self, path: str | Path):
+    """``readonly``: only read (export), so a journal on read-only storage can still be exported."""
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(SCHEMA)
+        if self.path.is_dir():
+            raise JournalError(f"{self.path}: is a folder, not a journal file")
+        try:
+            if readonly:
+                for query in ("mode=ro", "immutable=1"):  # read-only storage: SQLite cannot make its -shm file
+                    self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?{query}", uri=True, timeout=120,
+                                               isolation_level=None)
+                    try:
+                        self._db.execute("SELECT key FROM runs LIMIT 1").fetchall()
+                        return
+                    except sqlite3.OperationalError as e:
+                        self._db.close()
+                        if "unable to open" not in str(e) or query == "immutable=1":
+                            raise
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(SCHEMA)
+            self._db.execute("BEGIN IMMEDIATE")  # may we write? (fails now, not after the first run)
+            try:
+                self._db.execute("DELETE FROM runs WHERE 0")
+            finally:
+                self._db.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as e:
+            why = str(e) or type(e).__name__
+            if "not a database" in why:
+                why = "not an SQLite file"
+            elif "no such table" in why:
+                why = "an SQLite file, but not a taskrank journal (no runs table)"
+            elif "readonly" in why or "unable to open" in why or isinstance(e, OSError):
+                why = f"cannot be {'read' if readonly else 'opened for writing'} ({why})"
+            raise JournalError(f"{self.path}: {why}") from None
 
     def keys(self) -> set[str]:
         return {k for (k,) in self._db.execute("SELECT key FROM runs")}

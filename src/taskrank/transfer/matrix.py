@@ -271,7 +271,7 @@ def import_taskweb(path, model: str | None = "t5l", adaptation: str | None = "fi
 
     ``model``/``adaptation`` pick the setting(s) ("t5l/finetune" is TaskWeb's gold); None = all.
 
-    From the converted release (/work/shared/data/taskweb layout): n_seeds, mean and std are
+    From the converted release (the layout of ``../shared/data/taskweb``): n_seeds, mean and std are
     computed from ``raw_per_seed_results.csv`` (canonical runs, TaskWeb's metric); PC and PM are
     TaskWeb's released values from ``transfer_matrix.csv`` — they cannot be recomputed because
     the release has no target-only runs — and baseline is its ``implied_baseline_perf``

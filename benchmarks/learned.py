@@ -137,8 +137,10 @@ def loto_one(bench: Bench, config, t: str, pool_targets: list[str], extra_drop=(
 
     members, kind, params, spec = config
     cols = FeatureSpec(spec).names(members)
-    F = bench.frame(members, spec, drop=(t, *extra_drop), targets=pool_targets)
-    model = _fit(kind, params, F[F["target"] != t], cols)
+    drop = (t, *extra_drop)
+    F = bench.frame(members, spec, drop=drop, targets=pool_targets)
+    # as if t (and extra_drop) had never been measured: no rows for them as targets or as sources
+    model = _fit(kind, params, F[~F["target"].isin(drop) & ~F["source"].isin(drop)], cols)
     te = F[F["target"] == t]
     return te[["target", "source"]].assign(score=model.predict(te[cols].to_numpy()))
 

@@ -274,6 +274,13 @@ def main(argv=None) -> int:
                     best, best_v = cname, row["ndcg_taskweb"]
             chosen[(bname, mset)] = best
             log(f"{bname} {mset}: best LOTO configuration {best} ({best_v:.2f})")
+            for other in [o for o in benches.values() if o.name != bname]:  # every configuration, cross
+                for cname, config in configs_for(members).items():
+                    ev = evaluate(bench, cross(other, bench, config).assign(method="x"), boot=0)
+                    s = ev.summary.set_index(["method", "metric"])["mean"]
+                    row = {"bench": bname, "protocol": f"cross from {other.name}", "members": mset, "config": cname}
+                    row.update({m: (100 if m != "spearman" else 1) * s[("x", m)] for m in METRICS})
+                    grid.append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(grid).to_csv(args.out / "learned_configs.csv", index=False, float_format="%.4f")
 

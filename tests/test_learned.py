@@ -203,3 +203,27 @@ def test_shipped_models_are_json_and_load():
         assert path.suffix == ".json" and path.stem == "+".join(meta["members"])
         assert len(model.features) == len(FeatureSpec(meta["spec"]).names(meta["members"]))
         assert not list(path.parent.glob("*.pkl")) and not list(path.parent.glob("*.joblib"))
+
+
+def test_the_shipped_model_is_found_from_either_pool_and_uses_that_pool_s_matrix():
+    from taskrank.pool import Pool
+
+    name = "learned:roe+textemb+vocab+size+same-type"
+    for pool in ("default", "taskweb"):
+        est = Pool.open(pool).estimator(name)
+        path, meta, _ = est.loaded()
+        assert path.is_file() and meta["members"] == ["roe", "textemb", "vocab", "size", "same-type"]
+        table = est.transfer_table()
+        assert set(table["target"]) <= {t["name"] for t in Pool.open(pool).tasks}
+
+
+def test_same_type_reads_the_task_type_from_size_artefacts():
+    from taskrank.pool import Pool
+
+    pool = Pool.open("taskweb")
+    est = get_estimator("same-type")
+    assert est.artefact_id == "size"
+    arts = pool.artefacts(est, pool.tasks)
+    kinds = [t["type"] for t in pool.tasks]
+    i = kinds.index("multiple_choice")
+    assert est.score(arts[i], arts).tolist() == [float(k == "multiple_choice") for k in kinds]

@@ -414,7 +414,7 @@ def _find_model(members: Sequence[str], transfer: str | None) -> Path:
     from .taskshop import DEFAULT_TRANSFER
 
     places = [Path(transfer).parent / "learned"] if transfer else []
-    places += [DEFAULT_TRANSFER.parent / "learned"] + sorted(p.parent for p in POOLS.glob("*/learned"))
+    places += [DEFAULT_TRANSFER.parent / "learned"] + sorted(POOLS.glob("*/learned"))
     for place in places:
         if (place / f"{key}.json").is_file():
             return place / f"{key}.json"

@@ -25,13 +25,11 @@ under a Gaussian process whose covariance comes from the matrix) for m in
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent

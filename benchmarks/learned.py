@@ -98,7 +98,8 @@ class Bench:
         self.name, self.pool, self.exclude = name, spec["pool"], spec["exclude"]
         saved = json.loads(Path(spec["preds"]).read_text())
         self.preds = pd.DataFrame(saved["predictions"])[["method", "target", "source", "score"]]
-        self.preds = pd.concat([self.preds, same_type(self.preds, self.pool)], ignore_index=True)
+        if "same-type" not in set(self.preds["method"]):  # tables written before it existed
+            self.preds = pd.concat([self.preds, same_type(self.preds, self.pool)], ignore_index=True)
         self.gold = spec["gold"]()
         self.targets = [t for t in self.gold.targets if t in set(self.preds["target"]) and t not in self.exclude]
         rows = []
@@ -340,7 +341,9 @@ def main(argv=None) -> int:
                         "vs_best_method": d, "vs_best_method_lo": lo, "vs_best_method_hi": hi})
             results.append(row)
             log(f"{bname} {m}: NDCG {row['ndcg_taskweb']:.2f} [{row['ndcg_taskweb_lo']:.2f}, "
-                f"{row['ndcg_taskweb_hi']:.2f}] vs {best_member} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+                f"{row['ndcg_taskweb_hi']:.2f}] vs {best_member} {row['vs_best_member']:+.2f} "
+                f"[{row['vs_best_member_lo']:+.2f}, {row['vs_best_member_hi']:+.2f}], vs {best_method} "
+                f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]")
         all_preds.append(preds.assign(bench=bname, protocol=preds["method"].map(lambda x: learned[x][0])))
         if args.summary:
             explain = {"loto-nested": "leave-one-target-out, configuration chosen inside each fold, matrix without "

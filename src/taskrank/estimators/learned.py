@@ -30,7 +30,6 @@ A member that gives a source no score (a task type it is not defined for) ranks 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path

@@ -427,8 +427,8 @@ class LearnedRanker(Composite):
     """A trained ranking model over member estimators' scores and a transfer matrix's evidence."""
 
     prefix = "learned"
-    summary = ("a small trained ranking model over member scores and transfer-matrix evidence, "
-               "e.g. learned:roe+textemb (see benchmarks/learned.py)")
+    summary = ("a small trained ranking model over member scores and transfer-matrix evidence "
+               "(shipped: learned:roe+textemb+vocab+size+same-type; benchmarks/learned.py)")
 
     def __init__(self, model: BaseModel | None = None, members: tuple[str, ...] = (), path: str | None = None,
                  transfer: str | None = None, defaults: dict | None = None):

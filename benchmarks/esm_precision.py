@@ -23,7 +23,8 @@ os.environ.setdefault("TASKRANK_QUIET", "1")
 
 from taskrank.estimators.esm import EsmLogme  # noqa: E402
 from taskrank.pool import Pool  # noqa: E402
-from taskrank.ranking import order  # noqa: E402
+from taskrank.ordering import best_first as order  # noqa: E402
+from taskrank.resolve import find_source, target_artefact  # noqa: E402
 from taskrank.tasks import load_task_folder  # noqa: E402
 
 
@@ -47,11 +48,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pool = Pool(tmp)
         pool.build(tasks, [estimator])
-        maps = {t.name: pool.store.load(estimator.artefact_id, estimator.model.model_id, t.fingerprint) for t in tasks}
+        maps = {t.name: find_source(estimator, pool.store, t.fingerprint) for t in tasks}
     results = {name: {"identical": 0, "min_kendall": 1.0, "max_abs_score_change": 0.0} for name in casts}
     for target in tasks:
         names = [t.name for t in tasks if t.name != target.name]
-        target_art = estimator.prepare_target(target)
+        target_art = target_artefact(estimator, target)
         ref = None
         for name, cast in casts.items():
             sources = [type(maps[n])({k: cast(v) for k, v in maps[n].tensors.items()}, maps[n].config) for n in names]

@@ -56,20 +56,9 @@ def default_methods() -> list[str]:
 def leaf_estimators(names: list[str], model) -> dict:
     """The non-composite estimators the methods need (members of composites included), by name."""
     from taskrank.estimators import get_estimator
-    from taskrank.estimators.base import Composite
+    from taskrank.resolve import leaves
 
-    found = {}
-
-    def walk(est):
-        if isinstance(est, Composite):
-            for m in est.members:
-                walk(m)
-        else:
-            found.setdefault(est.artefact_id, est)
-
-    for n in names:
-        walk(get_estimator(n, model=model))
-    return found
+    return {est.artefact_id: est for est in leaves(get_estimator(n, model=model) for n in names)}
 
 
 def _after_random(rows: list[dict], new: list[dict], name: str) -> list[dict]:

@@ -315,12 +315,12 @@ def test_report_that_fails_half_way_leaves_nothing(work, monkeypatch):
 
 
 def test_export_that_fails_on_the_second_file_writes_neither(work, monkeypatch):
-    import taskrank.transfer.matrix as matrix
+    import taskrank.report as report
 
     def broken(pairs, path, *args, **kwargs):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(matrix, "plot_heatmap", broken)
+    monkeypatch.setattr(report, "plot_heatmap", broken)
     r = invoke("transfer", "export", "--journal", work.journal, "--out", work.out / "runs.csv",
                "--matrix", work.out / "matrix.csv", "--heatmap", work.out / "heatmap.png")
     one_line_error(r, "No space left on device")

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from taskrank.cli import app
 from taskrank.estimators import get_estimator
 from taskrank.estimators.base import Composite
-from taskrank.ranking import order
+from taskrank.ordering import best_first as order
+from taskrank.resolve import combined
 from taskrank.tasks import load_task
 
 TARGET = "sst2"
@@ -46,16 +47,16 @@ _artefacts: dict = {}
 
 
 def _scores(estimator, tasks) -> np.ndarray:
-    if isinstance(estimator, Composite):
-        return estimator.combine(TARGET, SOURCES, [_scores(m, tasks) for m in estimator.members])
+    def leaf(est):
+        def artefact(name):
+            key = (est.artefact_id, name)
+            if key not in _artefacts:
+                _artefacts[key] = est.prepare(tasks[name])
+            return _artefacts[key]
 
-    def artefact(name):
-        key = (estimator.artefact_id, name)
-        if key not in _artefacts:
-            _artefacts[key] = estimator.prepare(tasks[name])
-        return _artefacts[key]
+        return est.score(artefact(TARGET), [artefact(s) for s in SOURCES])
 
-    return estimator.score(artefact(TARGET), [artefact(s) for s in SOURCES])
+    return combined(estimator, TARGET, SOURCES, leaf)
 
 
 def _mean_ranks(name, params, tasks):

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from taskrank import metrics as M
+from taskrank.report import plot_heatmap
 from taskrank.transfer.matrix import (
-    PAIR_COLUMNS, gold_scores, import_taskweb, pair_table, plot_heatmap, read_taskweb_runs,
+    PAIR_COLUMNS, gold_scores, import_taskweb, pair_table, read_taskweb_runs,
 )
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

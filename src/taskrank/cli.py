@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from .errors import TaskrankError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -28,22 +29,20 @@ class Format(str, Enum):
     csv = "csv"
 
 
-class OptionError(ValueError):
+class OptionError(TaskrankError):
     """An option value that cannot work (checked before any work is done)."""
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from .estimators import UnknownEstimator
-    from .evaluation import EvaluationError
-    from .models import ModelError
-    from .outputs import OutputError
-    from .pool import PoolError
-    from .store import ArtefactError
-    from .tasks import TaskError
-    from .transfer.journal import JournalError
+    """What the CLI prints as one line: every :class:`TaskrankError` (each kind of bad input) and
+    a missing file."""
+    return (TaskrankError, FileNotFoundError)
 
-    return (TaskError, ArtefactError, PoolError, ModelError, UnknownEstimator, EvaluationError, FileNotFoundError,
-            OptionError, OutputError, JournalError)
+
+DEVICE_HELP = "Where models run: auto (a GPU when one is present, else the CPU), cpu, cuda, cuda:N or mps."
+POOLING_HELP = ("Base-model pooling: mean, cls, pooler (BERT's pooler output) or last (decoders' last real token); "
+                "default: the model family's (mean for encoders and T5, last for decoders)")
+PAIRS_HELP = "Sentence pairs as tokenizer pairs (default) or sep-joined ('a [SEP] b', as hf-dataset-selector)."
 
 
 def _at_least(minimum, **options) -> None:
@@ -77,15 +76,15 @@ def _model(name: str, option: str = "--model", load: bool = False, **kwargs):
     """The base model, checked before any work: a local path must be a model folder; a hub id
     must be reachable or in the local cache (no minute of retries); ``load``: load it now."""
     from . import hub
-    from .models import DEFAULT_MODEL_ID, BaseModel, ModelError
+    from .models import DEFAULT_MODEL_ID, BaseModel, ModelError, resolve
 
-    base = BaseModel(name, **kwargs)
+    model_id = resolve(name)[0]
     local = Path(name).expanduser()
-    if base.model_id != DEFAULT_MODEL_ID and local.exists():
+    if model_id != DEFAULT_MODEL_ID and local.exists():
         if not (local.is_dir() and (local / "config.json").is_file()):
             raise ModelError(f"{option} {name}: not a model folder (no config.json); give a Hugging Face model "
                              "folder, a hub id or 'default'")
-    elif base.model_id != DEFAULT_MODEL_ID:
+    elif model_id != DEFAULT_MODEL_ID:
         offline = hub.offline_if_unreachable()
         if offline:
             try:
@@ -97,6 +96,10 @@ def _model(name: str, option: str = "--model", load: bool = False, **kwargs):
             if not cached:
                 raise ModelError(f"{option} {name}: not a local folder, and not in the local Hugging Face cache "
                                  f"({offline})")
+    try:  # reads the model's config: its family and default pooling
+        base = BaseModel(name, **{k: v for k, v in kwargs.items() if v is not None})
+    except ModelError as e:
+        raise ModelError(f"{option} {name}: {e}") from None
     if load:
         try:
             base.load()
@@ -158,6 +161,9 @@ def rank(
     model: str = typer.Option("default", help="Base model: 'default' (bundled all-MiniLM-L6-v2), a hub id or a path."),
     top: Optional[int] = typer.Option(None, help="Show only the best K sources."),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    pooling: Optional[str] = typer.Option(None, help=POOLING_HELP + "; a pool built with another pooling gives its own."),
+    pairs: Optional[str] = typer.Option(None, help=PAIRS_HELP),
 ):
     """Rank the pool's source tasks for a target task, best first."""
     from .pool import Pool
@@ -166,9 +172,10 @@ def rank(
     from .tasks import load_task
 
     _at_least(1, top=top)
-    base = _model(model)
-    task = load_task(target, text=text, text_pair=text_pair, label=label, task_type=task_type, choices=choices)
     source_pool = Pool.open(pool)
+    base = _model(model, device=device, pooling=pooling or source_pool.meta.get("pooling"),
+                  pairs=pairs or source_pool.meta.get("pairs"))
+    task = load_task(target, text=text, text_pair=text_pair, label=label, task_type=task_type, choices=choices)
     estimator = source_pool.estimator(method, model=base)
     result = rank_sources(task, source_pool, estimator, cache=default_cache())
     if result.excluded:
@@ -203,7 +210,11 @@ def pool_build(
     folder: Path = typer.Argument(..., help="A folder of task folders (train/validation/test files each)."),
     out: str = typer.Option(..., help="Pool directory or fsspec URL to create or extend."),
     method: list[str] = typer.Option([], help="Estimators to prepare (default: every estimator of the default pool)."),
-    model: str = typer.Option("default", help="Base model."),
+    model: str = typer.Option("default", help="Base model: 'default', a hub id or a model folder (BERT-like, T5, GPT-2/Llama-style)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
+    pooling: Optional[str] = typer.Option(None, help=POOLING_HELP),
+    pairs: Optional[str] = typer.Option(None, help=PAIRS_HELP),
+    workers: int = typer.Option(0, help="0: in this process (one worker per GPU where several are present); N: N local worker processes."),
 ):
     """Prepare every estimator's artefacts for every task in a folder (resumable)."""
     from .estimators import ESTIMATORS, get_estimator
@@ -214,13 +225,18 @@ def pool_build(
         from .outputs import check_writable
 
         check_writable(out, "--out", folder=True)
-    base = _model(model, load=True)
+    _at_least(0, workers=workers)
+    base = _model(model, load=True, device=device, pooling=pooling, pairs=pairs)
     names = method or [n for n, cls in sorted(ESTIMATORS.items()) if cls.in_default_pool]
     estimators = [get_estimator(n, model=base) for n in names]
     tasks = load_task_folder(folder)
     target = Pool(out)
     target.meta.setdefault("base_model", base.model_id)
-    target.build(tasks, estimators)
+    for option, value in base.identity().items():  # what `rank` uses by default with this pool
+        if target.meta.setdefault(option, value) != value:
+            raise OptionError(f"--{option} {value}: pool {out} was built with {option} {target.meta[option]}; "
+                              "build another pool")
+    target.build(tasks, estimators, workers=workers, device=device)
     typer.echo(f"pool {out}: {len(target.tasks)} tasks, methods {', '.join(names)}", err=True)
 
 
@@ -239,6 +255,31 @@ def pool_list(
     df = pd.DataFrame([{"name": t["name"], "type": t["type"], "size": t["size"], "classes": len(t["labels"]),
                         "group": t.get("group") or "", "fingerprint": t["fingerprint"]} for t in p.tasks])
     _emit(df, fmt, title=f"pool {pool}")
+
+
+@pool_app.command("import-esms")
+@friendly
+def pool_import_esms(
+    folder: Optional[Path] = typer.Argument(None, help="A folder of hfselect ESM folders (config.json + model.safetensors each)."),
+    out: str = typer.Option(..., help="Pool directory to create or extend."),
+    from_hub: bool = typer.Option(False, "--from-hub", help="Find the ESMs as hfselect does: Hub models tagged "
+                                  "embedding_space_map (and base_model:MODEL); offline, those in the Hugging Face cache."),
+    model: Optional[str] = typer.Option(None, help="Only the ESMs of this base model (needed when they use several)."),
+):
+    """Make a pool of hf-dataset-selector's ESMs, ranked with '--method esm-logme'."""
+    from .hfselect import esm_folders, hub_esm_folders, import_esms
+
+    if (folder is None) == (not from_hub):
+        raise OptionError("give either a FOLDER of ESM folders or --from-hub (one of them)")
+    if "://" not in out:
+        from .outputs import check_writable
+
+        check_writable(out, "--out", folder=True)
+    folders = hub_esm_folders(model) if from_hub else esm_folders(folder)
+    pool = import_esms(folders, out, model=model)
+    options = "".join(f" ({k} {pool.meta[k]})" for k in ("pooling", "pairs") if k in pool.meta)
+    typer.echo(f"pool {out}: {len(pool.tasks)} ESMs of base model {pool.meta['base_model']}{options}; rank with "
+               f"'taskrank rank --pool {out} --method esm-logme --model {pool.meta['base_model']}'", err=True)
 
 
 def _names(value: Optional[str]) -> Optional[list[str]]:
@@ -265,6 +306,7 @@ def transfer_run(
     eval_examples: int = typer.Option(500), max_length: int = typer.Option(128),
     batch_size: int = typer.Option(32),
     bf16: bool = typer.Option(False, help="bf16 autocast on CPU (about 1.6x faster where the CPU has bf16)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP + " Local workers get one GPU each."),
 ):
     """Run (or resume) a transfer grid; completed runs are skipped."""
     from .outputs import check_writable
@@ -278,7 +320,7 @@ def transfer_run(
               target_epochs=target_epochs, eval_examples=eval_examples, max_length=max_length, batch_size=batch_size)
     _at_least(0, workers=workers)
     _positive(source_lr=source_lr, target_lr=target_lr)
-    _model(model)
+    _model(model, device=device)
     setting = TransferSetting(model=model, method=method, source_examples=source_examples,
                               source_epochs=source_epochs, source_lr=source_lr, target_examples=target_examples,
                               target_epochs=target_epochs, target_lr=target_lr, eval_examples=eval_examples,
@@ -288,7 +330,7 @@ def transfer_run(
     book = Journal(journal)  # not SQLite, or not writable: said now, before any run
     before = len(book.keys() & {r.key for r in runs})
     typer.echo(f"{len(runs)} runs in the grid, {before} already in {journal}", err=True)
-    stored = run_grid(runs, book, workdir or journal.parent / "work", workers=workers, cluster=cluster)
+    stored = run_grid(runs, book, workdir or journal.parent / "work", workers=workers, cluster=cluster, device=device)
     typer.echo(f"recorded {stored} runs; {before + stored}/{len(runs)} done", err=True)
 
 
@@ -303,7 +345,8 @@ def transfer_export(
     """Export the journal's runs, and optionally the transfer matrix and its heatmap."""
     from .outputs import Outputs, check_writable
     from .transfer.journal import Journal
-    from .transfer.matrix import pair_table, plot_heatmap
+    from .report import plot_heatmap
+    from .transfer.matrix import pair_table
 
     if not journal.is_file():
         raise FileNotFoundError(f"{journal}: no such journal")
@@ -507,6 +550,7 @@ def evaluate(
     pool: str = typer.Option("default", help="Pool the methods rank ('default' or a directory)."),
     tasks: Optional[Path] = typer.Option(None, help="Folder of task folders holding the targets' data (needed with --method)."),
     base_model: str = typer.Option("default", "--base-model", help="Base model of the estimators."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     predictions: list[Path] = typer.Option([], help="CSV target,source,score[,method] (repeatable; named by file stem)."),
     exclude: list[str] = typer.Option([], help="Target(s) to leave out, repeatable or comma-separated (TaskWeb leaves out piqa)."),
     gold: str = typer.Option("score", help="Matrix column that orders the gold ranking (score = TaskWeb's pair score)."),
@@ -552,7 +596,7 @@ def evaluate(
         from .pool import Pool
         from .store import default_cache
 
-        base = _model(base_model, "--base-model")
+        base = _model(base_model, "--base-model", device=device)
         if tasks is None:
             raise EvaluationError("--method needs --tasks FOLDER: the targets' data make the target-side artefacts")
         source_pool = Pool.open(pool)
@@ -665,6 +709,7 @@ def mixture(
     seed: int = typer.Option(0, help="Seed of the samples and of the row order."),
     out: Optional[Path] = typer.Option(None, help="JSONL file to write (a .meta.json manifest goes beside it)."),
     base_model: str = typer.Option("default", "--base-model", help="Base model of the method."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     text: Optional[str] = typer.Option(None, help="Target's text column (guessed when omitted)."),
     text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Target's second text column (sentence pairs)."),
     label: Optional[str] = typer.Option(None, help="Target's label column (guessed when omitted)."),
@@ -686,7 +731,7 @@ def mixture(
     _at_least(1, top=top, per_source=per_source)
     check_writable(out, "--out")
     check_writable(out.with_name(out.name + ".meta.json"), "--out")
-    base = _model(base_model, "--base-model")
+    base = _model(base_model, "--base-model", device=device)
     task = load_target(target, tasks, text=text, text_pair=text_pair, label=label, choices=choices,
                        task_type=task_type)
     ranking = top_sources(task, method, pool, top, base, default_cache())
@@ -721,6 +766,7 @@ def mixture_experiment(
     seeds: str = typer.Option("0", help="Comma-separated seeds (training and the random-k draw)."),
     conditions: str = typer.Option("none,topk,random,all", help="Which of none, topk, random, all to run."),
     base_model: str = typer.Option("default", "--base-model", help="Base model (ranking and training)."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     text: Optional[str] = typer.Option(None, help="Target's text column (guessed when omitted)."),
     text_pair: Optional[str] = typer.Option(None, "--text-pair", help="Target's second text column (sentence pairs)."),
     label: Optional[str] = typer.Option(None, help="Target's label column (guessed when omitted)."),
@@ -744,7 +790,7 @@ def mixture_experiment(
     if unknown or not _split([conditions]):
         raise OptionError(f"--conditions {conditions!r}: choose from {', '.join(CONDITIONS)}")
     check_writable(out, "--out")
-    base = _model(base_model, "--base-model", max_length=max_length)
+    base = _model(base_model, "--base-model", max_length=max_length, device=device)
     task = load_target(target, tasks, text=text, text_pair=text_pair, label=label, choices=choices,
                        task_type=task_type)
     source_pool = Pool.open(pool)
@@ -794,6 +840,7 @@ def select_command(
     eval_examples: int = typer.Option(500), max_length: int = typer.Option(128),
     batch_size: int = typer.Option(32),
     bf16: bool = typer.Option(False, help="bf16 autocast on CPU."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
 ):
     """Choose and run k transfers one after another (the target-only baseline too) and report the
@@ -803,7 +850,6 @@ def select_command(
     from .estimators.taskshop import read_transfer
     from .finetuned import TaskRef
     from .mixture import load_target
-    from .models import BaseModel
     from .pool import Pool
     from .ranking import rank as rank_sources
     from .selection import select
@@ -816,7 +862,8 @@ def select_command(
         raise TaskError(f"--budget must be at least 1, got {budget}")
     task = load_target(target, tasks)
     source_pool = Pool.open(pool)
-    estimator = source_pool.estimator(method, model=BaseModel(model))
+    base = _model(model, device=device)
+    estimator = source_pool.estimator(method, model=base)
     ranking = rank_sources(task, source_pool, estimator, cache=default_cache()).table
     have = {p.name for p in Path(tasks).iterdir() if p.is_dir()} if Path(tasks).is_dir() else set()
     if not have:
@@ -847,7 +894,7 @@ def select_command(
             value = float(done.loc[done["key"] == r.key, "value"].iloc[0])
             typer.echo(f"{source or '(baseline)'}: {value:.4f} (from {journal})", err=True)
             return value
-        result = execute_run(work, r)
+        result = execute_run(work, r, device=base.device)
         book.record(result)
         typer.echo(f"{source or '(baseline)'}: {result['metric']} {result['value']:.4f} ({result['seconds']}s)", err=True)
         return float(result["value"])
@@ -866,9 +913,5 @@ def select_command(
                    f"({win['value']:.4f})", err=True)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+if __name__ == "__main__":  # pragma: no cover - python -m taskrank.cli (the console script is `app`)
     app(prog_name="taskrank")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

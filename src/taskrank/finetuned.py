@@ -2,7 +2,9 @@
 the transfer runner (its intermediate models) and the estimators that need a source's fine-tuned
 model (ESM-LogME, LogME, LEEP, NCE), so no model is ever trained twice.
 
-A model folder holds ``model.safetensors`` (encoder), ``head.safetensors`` and ``config.json``;
+A model folder holds ``model.safetensors`` (encoder), ``head.safetensors``, for prefix and prompt
+tuning ``prompt.safetensors`` (the trained prompt, which a transfer starts the target's from), and
+``config.json``;
 it appears by an atomic rename, so a crash never leaves half a model behind.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 from .models import BaseModel, set_threads
 from .progress import note
 from .tasks import Task, TaskError, load_task
-from .tuning import TuningConfig, fine_tune, save_encoder
+from .tuning import PROMPT_METHODS, TuningConfig, fine_tune, save_encoder
 
 DATA_SEED = 0  # training/eval samples are fixed across seeds; seeds vary initialisation and order
 
@@ -45,9 +47,25 @@ class SourceRecipe:
     batch_size: int = 32
     max_length: int = 128
     bf16: bool = False
+    pooling: str = "auto"  # the head's input (BaseModel.pooling); "auto": the model family's default
+    pairs: str = "tokenizer"
+
+    def base(self, device: str = "cpu") -> BaseModel:
+        return BaseModel(self.model, pooling=self.pooling, max_length=self.max_length, pairs=self.pairs, device=device)
 
     def digest(self) -> str:
-        return config_hash(asdict(self))
+        recipe = asdict(self)
+        # pooling and pairs count only where they differ from the defaults, so the folders of
+        # earlier recipes (mean pooling, tokenizer pairs) are found again
+        pooling, pairs = recipe.pop("pooling"), recipe.pop("pairs")
+        resolved = BaseModel(self.model, pooling=pooling).pooling  # "auto": the family's default
+        if resolved != "mean":
+            recipe["pooling"] = resolved
+        if pairs != "tokenizer":
+            recipe["pairs"] = pairs
+        if self.method in PROMPT_METHODS:  # these folders keep the trained prompt too (prompt transfer);
+            recipe["keeps"] = "prompt"     # folders saved before, without it, are not found again
+        return config_hash(recipe)
 
     def tuning(self, seed: int) -> TuningConfig:
         return TuningConfig(method=self.method, epochs=self.source_epochs, lr=self.source_lr,
@@ -80,14 +98,15 @@ def model_dir(workdir: str | Path, recipe: SourceRecipe, source: TaskRef, seed: 
     return Path(workdir) / "sources" / f"{source.name}-{source.fingerprint}-s{seed}-{recipe.digest()[:10]}"
 
 
-def train(workdir: str | Path, recipe: SourceRecipe, source: TaskRef, seed: int, threads: int | None = None) -> str:
-    """Train (or find) the fine-tuned model of (source, seed); returns its folder."""
+def train(workdir: str | Path, recipe: SourceRecipe, source: TaskRef, seed: int, threads: int | None = None,
+          device: str = "cpu") -> str:
+    """Train (or find) the fine-tuned model of (source, seed) on ``device``; returns its folder."""
     directory = model_dir(workdir, recipe, source, seed)
     if (directory / "model.safetensors").exists():
         return str(directory)
     set_threads(threads)
     task = load_ref(source)
-    base = BaseModel(recipe.model, max_length=recipe.max_length)
+    base = recipe.base(device)
     note(f"fine-tuning the source model of '{source.name}' (seed {seed}, up to {recipe.source_examples} examples, "
          f"{recipe.source_epochs} epochs) into {directory.parent}")
     start = time.time()

@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .ordering import sorted_best_first
+
 __all__ = [
     "NDCG_VARIANTS",
     "REGRET_VARIANTS",
@@ -100,12 +102,7 @@ def _align(pred, gold, pred_name="pred", gold_name="gold") -> tuple[pd.Series, p
 def predicted_order(scores) -> list:
     """Source names best first: score descending, ties by source name ascending."""
     s = _series(scores, "scores")
-    names = s.index.to_numpy()
-    try:
-        by_name = np.argsort(np.argsort(names, kind="stable"), kind="stable")
-    except TypeError:  # mixed name types: compare their string forms
-        by_name = np.argsort(np.argsort(names.astype(str), kind="stable"), kind="stable")
-    return names[np.lexsort((by_name, -s.to_numpy()))].tolist()
+    return sorted_best_first(s.index, s.to_numpy())
 
 
 def _clip_k(k: int | None, n: int) -> int:

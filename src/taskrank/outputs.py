@@ -13,12 +13,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .errors import TaskrankError
+
 __all__ = ["OutputError", "check_writable", "Outputs"]
 
 TMP_PREFIX = ".taskrank-tmp-"
 
 
-class OutputError(ValueError):
+class OutputError(TaskrankError):
     """An output that cannot be written (read-only place, a folder where a file goes, ...)."""
 
 

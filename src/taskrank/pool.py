@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .estimators import Composite, Estimator
+from .errors import TaskrankError
+from .estimators import Estimator
 from .progress import track
+from .resolve import find_source, leaves, source_artefact, source_key
 from .store import Artefact, ArtefactError, Store, atomic_write, url_to_fs
 from .tasks import Task
 
@@ -23,16 +25,8 @@ DEFAULT_POOL = SHIPPED_POOLS / "default"
 POOL_FILE = "pool.json"
 
 
-class PoolError(ValueError):
+class PoolError(TaskrankError):
     pass
-
-
-def with_members(estimators: list[Estimator]) -> list[Estimator]:
-    """The estimators that have artefacts: composites replaced by their members, recursively."""
-    out = []
-    for estimator in estimators:
-        out += with_members(estimator.members) if isinstance(estimator, Composite) else [estimator]
-    return out
 
 
 class Pool:
@@ -93,7 +87,7 @@ class Pool:
         """The estimator's artefacts for the pool's tasks (all of them unless given)."""
         out = []
         for meta in tasks if tasks is not None else self.tasks:
-            artefact = self.store.load(estimator.artefact_id, estimator.model.model_id, meta["fingerprint"])
+            artefact = find_source(estimator, self.store, meta["fingerprint"])
             if artefact is None:
                 made_for = self.store.models(estimator.artefact_id)
                 why = (f"it has them for base model(s) {', '.join(made_for)} only" if made_for
@@ -106,17 +100,50 @@ class Pool:
     def add(self, task: Task, estimators: list[Estimator]) -> None:
         """Prepare what is missing for one task and record its metadata (resumable); a composite
         (ensemble, TaskShop) has its members prepared."""
-        for estimator in with_members(estimators):
-            key = (estimator.artefact_id, estimator.model.model_id, task.fingerprint)
+        self.prepare(task, estimators)
+        self.record(task.metadata())
+
+    def prepare(self, task: Task, estimators: list[Estimator]) -> None:
+        """Prepare the artefacts one task misses (no pool.json change)."""
+        for estimator in leaves(estimators):
             if not estimator.supports(task.spec.type):
                 continue  # e.g. a generation source for a method that tunes a head: ranked NaN
-            if not self.store.has(*key):
-                self.store.save(*key, estimator.prepare(task))
-        tasks = [t for t in self.tasks if t["name"] != task.name] + [task.metadata()]
+            if not self.store.has(*source_key(estimator, task.fingerprint)):
+                source_artefact(estimator, task, self.store)
+
+    def record(self, metadata: dict) -> None:
+        """Add (or replace) one task's metadata in pool.json."""
+        tasks = [t for t in self.tasks if t["name"] != metadata["name"]] + [metadata]
         self.meta["tasks"] = sorted(tasks, key=lambda t: t["name"])
         self.fs.makedirs(self._path, exist_ok=True)
         atomic_write(self.fs, f"{self._path}/{POOL_FILE}", json.dumps(self.meta, indent=1).encode())
 
-    def build(self, tasks: list[Task], estimators: list[Estimator]) -> None:
-        for task in track(tasks, description="pool build", total=len(tasks)):
-            self.add(task, estimators)
+    def build(self, tasks: list[Task], estimators: list[Estimator], workers: int = 0, device: str | None = None) -> None:
+        """Prepare every task. ``workers`` >= 1 (or, with ``device`` auto/cuda, several GPUs): tasks
+        are prepared in that many local processes, each on its own device (one per GPU); this
+        process alone writes pool.json, as each task finishes."""
+        from .devices import device_pool, local_workers
+
+        workers = local_workers(workers, device)
+        if workers < 1:
+            for task in track(tasks, description="pool build", total=len(tasks)):
+                self.add(task, estimators)
+            return
+        from concurrent.futures import as_completed
+
+        env = {"TASKRANK_THREADS": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+        with device_pool(workers, device, env) as pool:
+            futures = [pool.submit(_prepare_in_worker, self.root, task, estimators) for task in tasks]
+            for future in track(as_completed(futures), description="pool build", total=len(futures)):
+                self.record(future.result())
+
+
+def _prepare_in_worker(root: str, task: Task, estimators: list[Estimator]) -> dict:
+    """One task's artefacts, prepared in a worker process on its own device; returns its metadata."""
+    from .devices import resolve_device
+
+    device = str(resolve_device("auto"))  # the worker's device (devices.device_pool)
+    for estimator in leaves(estimators):
+        estimator.model.device = device
+    Pool(root).prepare(task, estimators)
+    return task.metadata()

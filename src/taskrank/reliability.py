@@ -14,7 +14,7 @@ Splits (``split``)
     is one seed, so "half" is "one".
 
 Each metric is averaged over a target's splits, then over targets, with a percentile bootstrap over
-targets (:func:`taskrank.evaluation._target_bootstrap`, so it resamples targets exactly as the
+targets (:func:`taskrank.evaluation.scoring.target_bootstrap`, so it resamples targets exactly as the
 evaluation's interval does).
 
 How the gold of a subset of seeds is computed: :func:`taskrank.transfer.matrix.pair_table` on the runs
@@ -55,7 +55,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .evaluation import RANDOM, Evaluation, EvaluationError, _target_bootstrap, is_scaled, metric_order
+from .evaluation import Evaluation, EvaluationError, is_scaled, metric_order
+from .evaluation.scoring import RANDOM, target_bootstrap
 from .transfer.matrix import (RUN_COLUMNS, TASKWEB_METRICS, _canonical, import_taskweb, pair_table,
                               read_taskweb_runs)
 
@@ -298,7 +299,7 @@ def reliability(
     per_target = pd.DataFrame(rows)
     names = [m for m in metric_order(ks) if m in per_target.columns]
     per_target = per_target[["target", "n_sources", "n_splits", *names]]
-    summary = _target_bootstrap(per_target.assign(method=CEILING[split]), names, boot, seed, level)
+    summary = target_bootstrap(per_target.assign(method=CEILING[split]), names, boot, seed, level)
     meta = {"setting": settings[0], "split": split, "splits": [[list(a), list(b)] for a, b in splits],
             "seeds": sorted(int(s) for s in runs["seed"].unique()), "by": by, "perf": perf, "ks": list(ks),
             "excluded": sorted(set(exclude)), "boot": boot, "level": level, "seed": seed, "notes": []}
@@ -338,7 +339,7 @@ def add_ceiling(ev: Evaluation, runs: pd.DataFrame, split: str = "one", n_splits
 def load_seed_runs(matrix=None, taskweb=None, model: str | None = "t5l", adaptation: str | None = "finetune",
                    setting: str | None = None, baseline: str = "seed") -> tuple[pd.DataFrame, list[str], str]:
     """(per-seed runs of one setting, notes, origin) from a runs CSV or TaskWeb's release."""
-    from .evaluation import _one_setting, _read_csv
+    from .evaluation.gold import one_setting, read_csv
 
     if (matrix is None) == (taskweb is None):
         raise ReliabilityError("give per-seed runs (--matrix runs.csv) or TaskWeb's release (--taskweb PATH), not both")
@@ -350,7 +351,7 @@ def load_seed_runs(matrix=None, taskweb=None, model: str | None = "t5l", adaptat
         origin = f"TaskWeb release {path}"
     else:
         path = Path(matrix)
-        runs = _read_csv(path, ["value"])
+        runs = read_csv(path, ["value"])
         if not {"seed", "value"} <= set(runs.columns):
             raise ReliabilityError(f"{path}: no per-seed data (no 'seed'/'value' columns): the split-seed ceiling "
                                    "needs the runs (runs.csv of 'taskrank transfer export') or --taskweb")
@@ -360,7 +361,7 @@ def load_seed_runs(matrix=None, taskweb=None, model: str | None = "t5l", adaptat
         runs["source"] = runs["source"].fillna("").astype(str)
         notes = [] if (runs["source"] == "").any() else [f"{path}: no target-only runs, so no pair score"]
         origin = str(path)
-    runs = _one_setting(runs[RUN_COLUMNS], setting, origin)
+    runs = one_setting(runs[RUN_COLUMNS], setting, origin)
     return runs.reset_index(drop=True), notes, origin
 
 

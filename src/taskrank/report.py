@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from .evaluation import RANDOM, Gold, is_scaled
-from .transfer.matrix import pair_table, plot_heatmap
+from .ordering import sorted_best_first
+from .transfer.matrix import pair_table
 
-__all__ = ["write_report", "HEADLINE"]
+__all__ = ["write_report", "plot_heatmap", "HEADLINE"]
 
 HEADLINE = ("ndcg_taskweb", "regret_mean@5")
 
@@ -87,6 +88,43 @@ def _comparison_figure(summary: pd.DataFrame, metrics: list[str], methods: list[
     return path
 
 
+def plot_heatmap(pairs: pd.DataFrame, path, value: str = "PC", setting: str | None = None, title: str | None = None) -> Path:
+    """Write a PNG heatmap: targets as rows, sources as columns, missing pairs grey.
+
+    A diverging colour scale centred on 0 (the signs of PC/score matter); Agg canvas, so no
+    display and no change to the global matplotlib backend.
+    """
+    from matplotlib import colormaps
+
+    if value not in pairs.columns:
+        raise ValueError(f"pair table has no column {value!r}")
+    if pairs.empty:
+        raise ValueError("pair table is empty: no (target, source) pair has results yet")
+    settings = pairs["setting"].unique().tolist()
+    if setting is None and len(settings) > 1:
+        raise ValueError(f"pair table holds several settings {settings}; pass setting=")
+    d = pairs if setting is None else pairs[pairs["setting"] == setting]
+    m = d.pivot_table(index="target", columns="source", values=value, aggfunc="first", dropna=False)
+    m = m.sort_index().sort_index(axis=1)
+    a = m.to_numpy(dtype=float)
+    lim = float(np.nanmax(np.abs(a))) if np.isfinite(a).any() else 0.0
+    lim = lim if lim > 0 else 1.0
+    fig = _fig(0.35 * a.shape[1] + 3, 0.35 * a.shape[0] + 2)
+    ax = fig.add_subplot()
+    cmap = colormaps["RdBu"].with_extremes(bad="0.8")  # missing pairs grey, not "0"
+    im = ax.imshow(np.ma.masked_invalid(a), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+    ax.set_xticks(range(a.shape[1]), m.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(a.shape[0]), m.index, fontsize=7)
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    ax.set_title(title or f"{value} ({setting or settings[0]})", fontsize=9)
+    fig.colorbar(im, ax=ax, label=value)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def _per_seed_gold(gold: Gold) -> pd.DataFrame | None:
     """(seed, target, source, value of gold.by) for every seed alone, where runs are known."""
     if gold.runs is None:
@@ -101,7 +139,7 @@ def _per_seed_gold(gold: Gold) -> pd.DataFrame | None:
 
 def _ranking_figure(target: str, gold_values: pd.Series, orders: dict[str, list[str]], seed_values: pd.DataFrame | None,
                     gold_by: str, path: Path) -> Path:
-    panels = {"gold order": sorted(gold_values.index, key=lambda s: (-gold_values[s], s)), **orders}
+    panels = {"gold order": sorted_best_first(gold_values.index, gold_values.to_numpy()), **orders}
     n = len(gold_values)
     fig = _fig(max(5.0, 0.32 * n + 2.2), 1.55 * len(panels) + 0.6)
     lim = float(np.nanmax(np.abs(gold_values.to_numpy()))) or 1.0
@@ -263,7 +301,7 @@ def write_report(out: str | Path, gold: Gold, results: pd.DataFrame, predictions
             orders = {}
             for m, pm in p.groupby("method", sort=False):
                 pm = pm[pm["source"].isin(gv.index)]
-                orders[m] = sorted(pm["source"], key=lambda s, sc=dict(zip(pm["source"], pm["score"])): (-sc[s], s))
+                orders[m] = sorted_best_first(pm["source"], pm["score"].to_numpy())
             if orders:
                 sv = None if seeds is None else seeds[seeds["target"] == target]
                 gv = gv.reindex(sorted(set().union(*orders.values()) & set(gv.index)))

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from .estimators import Estimator, get_estimator
-from .estimators.base import Composite
+from . import resolve
 from .models import BaseModel
-from .ranking import order
+from .ordering import best_first
 from .store import Store
 from .tasks import Task
 
@@ -47,20 +47,10 @@ def with_seed(estimator: Estimator, seed: int) -> Estimator:
 
 
 def _scores(estimator: Estimator, target: Task, sources: list[Task], store: Store | None) -> np.ndarray:
-    if isinstance(estimator, Composite):
-        member = [_scores(m, target, sources, store) for m in estimator.members]
-        return np.asarray(estimator.combine(target.name, [s.name for s in sources], member), dtype=np.float64)
-
-    def artefact(task: Task, as_target: bool):
-        key = (estimator.artefact_id, estimator.model.model_id, task.fingerprint)
-        found = store.load(*key) if store is not None else None
-        if found is None:
-            found = estimator.prepare_target(task) if as_target else estimator.prepare(task)
-            if store is not None:
-                store.save(*key, found)
-        return found
-
-    return np.asarray(estimator.score(artefact(target, True), [artefact(s, False) for s in sources]), dtype=np.float64)
+    """One seed's scores; sources' artefacts under the source id and the target's under the target
+    id in ``store`` (found there, else prepared and kept), as ranking files them."""
+    metas = [s.metadata() for s in sources]
+    return resolve.score_sources(estimator, target, metas, resolve.prepared(store, sources), cache=store, store=store)
 
 
 def seed_variance(estimator: Estimator | str, target: Task, sources: list[Task], seeds=(0, 1, 2), k: int = 3,
@@ -77,7 +67,7 @@ def seed_variance(estimator: Estimator | str, target: Task, sources: list[Task],
     ranks = np.zeros_like(matrix)
     top_k: dict[int, list[str]] = {}
     for row, seed in enumerate(seeds):
-        idx = order(names, matrix[row])
+        idx = best_first(names, matrix[row])
         ranks[row, idx] = np.arange(1, len(names) + 1)
         top_k[seed] = [names[i] for i in idx[:k]]
     in_top = np.array([[name in top_k[seed] for name in names] for seed in seeds])
@@ -91,7 +81,7 @@ def seed_variance(estimator: Estimator | str, target: Task, sources: list[Task],
         "rank_std": ranks.std(0, ddof=1) if len(seeds) > 1 else np.zeros(len(names)),
         "top_k_share": in_top.mean(0),
     })
-    table = table.iloc[order(names, table["mean"].to_numpy())].reset_index(drop=True)
+    table = table.iloc[best_first(names, table["mean"].to_numpy())].reset_index(drop=True)
     pairs = list(combinations(range(len(seeds)), 2))
     sets = [frozenset(top_k[s]) for s in seeds]
     modal = max(set(sets), key=lambda s: (sets.count(s), sorted(s)))

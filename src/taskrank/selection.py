@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from .ordering import best_first
+
 __all__ = ["run_value", "StaticSelector", "GPSelector", "SELECTORS", "make_selector", "select", "simulate",
            "Selection"]
 
@@ -57,7 +59,7 @@ class StaticSelector:
 
     def fit(self, target: str, sources: list[str], static: np.ndarray, matrix: pd.DataFrame | None) -> "StaticSelector":
         self.sources = list(sources)
-        self.order = sorted(range(len(sources)), key=lambda i: (-static[i], sources[i]))
+        self.order = [int(i) for i in best_first(self.sources, static)]
         return self
 
     def next(self, observed: dict[str, float]) -> str:

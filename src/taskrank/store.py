@@ -20,11 +20,13 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from .errors import TaskrankError
+
 TENSORS = "artefact.safetensors"
 CONFIG = "config.json"
 
 
-class ArtefactError(ValueError):
+class ArtefactError(TaskrankError):
     """An artefact that is missing, corrupt, or made for another base model or estimator."""
 
 
@@ -124,11 +126,19 @@ class Store:
         artefact.save_pretrained(self._dir(estimator_id, model_id, fingerprint), fs=self.fs)
 
     def models(self, estimator_id: str) -> list[str]:
-        """Model slugs that have artefacts for an estimator (to explain a mismatch)."""
+        """Base model ids (as the user names them, not folder slugs) that have artefacts for an
+        estimator, read from one artefact's config each (to explain a mismatch)."""
         base = f"{self.root}/{slug(estimator_id)}"
         if not self.fs.exists(base):
             return []
-        return sorted(Path(p.rstrip("/")).name for p in self.fs.ls(base, detail=False))
+        out = set()
+        for folder in self.fs.ls(base, detail=False):
+            configs = sorted(self.fs.glob(f"{folder.rstrip('/')}/*/{CONFIG}"))
+            try:
+                out.add(json.loads(self.fs.cat_file(configs[0]))["base_model"])
+            except (IndexError, ValueError, KeyError, TypeError):  # empty or unreadable: the folder's name
+                out.add(Path(folder.rstrip("/")).name)
+        return sorted(out)
 
 
 def check_model(artefact: Artefact, model_id: str, where: str) -> None:

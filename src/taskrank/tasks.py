@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SPLITS = ("train", "validation", "test")
+from .errors import TaskrankError
+
 SPLIT_ALIASES = {"train": "train", "validation": "validation", "valid": "validation", "dev": "validation",
                  "val": "validation", "test": "test"}
 FILE_FORMATS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -42,7 +43,7 @@ ROE_FILE = "roe32.jsonl"
 FINGERPRINT_ROWS = 1000
 
 
-class TaskError(ValueError):
+class TaskError(TaskrankError):
     """Malformed task input; the message names the file, column or value."""
 
 

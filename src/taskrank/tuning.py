@@ -25,6 +25,10 @@ peft's prompt-learning models ignore token type ids (all segments read as type 0
 sentence-transformers default encoder was trained with type 0 only, so pairs lose little.
 ``keep_checkpoints`` gives an ``on_epoch_end`` callback that keeps the "early" (after 2 epochs,
 TuPaTE's cheap variant), best-on-validation and last trainable states.
+
+Prompt transfer (2407.16245): a prefix or soft prompt is not part of the encoder, so
+``save_encoder`` also writes it (``prompt.safetensors``) and ``fine_tune(prompt_state=...)``
+starts the target's prompt from it instead of from the vocabulary.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .models import BaseModel, pool, set_threads
+from .devices import autocast, grad_scaler
+from .errors import TaskrankError
+from .models import BaseModel, forward_inputs, pool_outputs, set_threads
 from .progress import track
 from .task_metrics import score_outputs, task_metric
 from .tasks import Task, TaskError
@@ -46,6 +52,16 @@ from .tasks import Task, TaskError
 DEFAULT_LR = {"full": 5e-5, "bitfit": 4e-4, "lora": 5e-4, "prefix": 1e-2, "prompt": 3e-2}
 METHODS = tuple(DEFAULT_LR)
 PEFT_METHODS = ("lora", "prefix", "prompt")
+PROMPT_METHODS = ("prefix", "prompt")  # their trained part is a prompt, kept beside the encoder
+PROMPT_FILE = "prompt.safetensors"
+
+
+class TuningError(TaskrankError):
+    """A tuning method that cannot apply to this base model (one line, before any training)."""
+
+
+class PromptTransferError(TaskrankError):
+    """A source's prompt (or prefix) that cannot start the target's: missing, or of another shape."""
 
 
 @dataclass
@@ -87,8 +103,9 @@ def _torch():
     return torch
 
 
-def build_task_model(encoder, num_labels: int, pooling: str = "mean", dropout: float = 0.1):
-    """Encoder + pooling + dropout + linear head: the model every tuning method trains."""
+def build_task_model(encoder, num_labels: int, pooling: str = "mean", dropout: float = 0.1, family: str = "encoder"):
+    """Encoder + pooling + dropout + linear head: the model every tuning method trains. ``family``
+    (BaseModel.family) decides which inputs the encoder takes (see ``models.forward_inputs``)."""
     torch = _torch()
 
     class TaskModel(torch.nn.Module):
@@ -98,17 +115,19 @@ def build_task_model(encoder, num_labels: int, pooling: str = "mean", dropout: f
             self.dropout = torch.nn.Dropout(dropout)
             self.head = torch.nn.Linear(encoder.config.hidden_size, num_labels)
             self.pooling = pooling
-            self.use_token_types = True  # peft's prompt-learning models take none
+            self.family = family
+            self.use_token_types = family == "encoder"  # peft's prompt-learning models take none
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None and self.use_token_types:
                 kwargs["token_type_ids"] = token_type_ids
-            hidden = self.encoder(**kwargs).last_hidden_state
+            outputs = self.encoder(**forward_inputs(self.family, kwargs))
+            hidden = outputs.last_hidden_state
             if hidden.shape[1] != attention_mask.shape[1]:  # prompt tokens were prepended by peft
                 extra = hidden.shape[1] - attention_mask.shape[1]
                 attention_mask = torch.cat([attention_mask.new_ones(len(attention_mask), extra), attention_mask], 1)
-            return self.head(self.dropout(pool(hidden, attention_mask, self.pooling)))
+            return self.head(self.dropout(pool_outputs(outputs, attention_mask, self.pooling)))
 
     return TaskModel()
 
@@ -145,6 +164,9 @@ def prepare_parameters(task_model, config: TuningConfig) -> None:
     if config.method == "full":
         return
     if config.method == "bitfit":
+        if not any(name.endswith(".bias") for name, _ in task_model.encoder.named_parameters()):
+            raise TuningError(f"bitfit: the base model ({task_model.encoder.config.model_type}) has no bias terms "
+                              "to tune (T5 and Llama-style models have none); use lora, prefix or prompt")
         for name, p in task_model.named_parameters():
             p.requires_grad = name.startswith("head.") or name.endswith(".bias")
         return
@@ -165,14 +187,12 @@ class keep_checkpoints:  # noqa: N801  (used like a function: on_epoch_end=keep_
     - ``last``,
     - ``init``: the state before the first step, when ``on_start=keeper.on_start`` is passed too.
 
-    ``result.checkpoint_info`` records each one's epoch and metric value; ``then`` is called afterwards.
+    ``result.checkpoint_info`` records each one's epoch and metric value.
     """
 
-    def __init__(self, early_epoch: int = 2, metric: str | None = None,
-                 then: Callable[[int, "TuningResult"], None] | None = None):
+    def __init__(self, early_epoch: int = 2, metric: str | None = None):
         self.early_epoch = early_epoch
         self.metric = metric
-        self.then = then
 
     def on_start(self, result: "TuningResult") -> None:
         result.checkpoints["init"] = trainable_state(result.model)
@@ -190,8 +210,6 @@ class keep_checkpoints:  # noqa: N801  (used like a function: on_epoch_end=keep_
             result.checkpoint_info["best"] = {"epoch": epoch, "value": value}
         result.checkpoints["last"] = state
         result.checkpoint_info["last"] = {"epoch": epoch, "value": value}
-        if self.then is not None:
-            self.then(epoch, result)
 
 
 def fine_tune(
@@ -204,8 +222,12 @@ def fine_tune(
     on_epoch_end: Callable[[int, TuningResult], None] | None = None,
     progress: str | None = None,
     on_start: Callable[[TuningResult], None] | None = None,
+    prompt_state: dict | None = None,
 ) -> TuningResult:
     """Tune the base encoder (optionally starting from ``encoder_state``) with a fresh head on ``train``.
+
+    ``prompt_state`` (prefix and prompt tuning): a source's trained prompt (:func:`load_prompt_state`),
+    which replaces the vocabulary initialisation of this run's prompt (2407.16245's prompt transfer).
 
     ``eval_frame``, when given, is scored after every epoch with the task's metric. ``on_start`` sees
     the result (with the untrained model) before the first step; ``on_epoch_end`` after each epoch.
@@ -219,14 +241,19 @@ def fine_tune(
     encoder = base.fresh_encoder()
     if encoder_state is not None:
         encoder.load_state_dict(encoder_state)
-    task_model = build_task_model(encoder, task.num_labels, base.pooling, config.dropout)
+    task_model = build_task_model(encoder, task.num_labels, base.pooling, config.dropout, base.family)
     task_model = wrap_for_method(task_model, config)
+    if prompt_state is not None:
+        set_prompt_state(task_model, prompt_state, config)
     prepare_parameters(task_model, config)
 
     tokenizer = base.load()[0]
-    inputs = Encoded(tokenizer, task, train, config.max_length)
+    inputs = Encoded(tokenizer, task, train, config.max_length, base.join_pairs)
     labels = task.label_ids(frame=train)
-    y = torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long)
+    device = base.torch_device
+    task_model.to(device)
+    y = torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long, device=device)
+    scaler = grad_scaler(device)  # fp16 on a GPU without bf16; None otherwise
 
     params = [p for p in task_model.parameters() if p.requires_grad]
     decay = [p for n, p in task_model.named_parameters() if p.requires_grad and p.ndim > 1]
@@ -251,13 +278,22 @@ def fine_tune(
         epoch_losses = []
         for batch_idx in grouped_batches(inputs.lengths, config.batch_size, rng):
             batch, sizes = inputs.batch(batch_idx)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            if device.type != "cpu":
+                batch = {k: v.to(device) for k, v in batch.items()}
+            with autocast(device, config.bf16):
                 out = task_model(**batch)
             out = per_example(out.float(), sizes)
             loss = loss_fn(out.squeeze(-1), y[batch_idx]) if task.is_regression else loss_fn(out, y[batch_idx])
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimiser.step()
+            if scaler is None:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimiser.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                scaler.step(optimiser)
+                scaler.update()
             schedule.step()
             optimiser.zero_grad(set_to_none=True)
             epoch_losses.append(float(loss.detach()))
@@ -275,13 +311,30 @@ def fine_tune(
     return result
 
 
-def peft_config(config: TuningConfig):
-    """The peft config of a LoRA, prefix or prompt-tuning run."""
+def lora_targets(encoder, wanted) -> list[str]:
+    """LoRA's target modules: ``wanted`` (default BERT's query/value) where the encoder has modules of
+    those names, else peft's per-architecture default (T5 q/v, GPT-2 c_attn, Llama q_proj/v_proj, ...)."""
+    names = {name.rsplit(".", 1)[-1] for name, _ in encoder.named_modules()}
+    if any(t in names for t in wanted):
+        return list(wanted)
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    kind = getattr(encoder.config, "model_type", "")
+    mapped = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(kind)
+    if not mapped:
+        raise TuningError(f"lora: base model type '{kind}' has no modules named {', '.join(wanted)} and peft knows "
+                          "no default targets for it; set lora_targets")
+    return list(mapped)
+
+
+def peft_config(config: TuningConfig, encoder=None):
+    """The peft config of a LoRA, prefix or prompt-tuning run (``encoder``: to pick LoRA's targets)."""
     from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, PromptTuningInit, TaskType
 
     if config.method == "lora":
+        targets = lora_targets(encoder, config.lora_targets) if encoder is not None else list(config.lora_targets)
         return LoraConfig(task_type=TaskType.FEATURE_EXTRACTION, r=config.lora_r, lora_alpha=config.lora_alpha,
-                          target_modules=list(config.lora_targets), lora_dropout=config.dropout, bias="none")
+                          target_modules=targets, lora_dropout=config.dropout, bias="none")
     if config.method == "prefix":
         return PrefixTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=config.prefix_length,
                                   prefix_projection=False)
@@ -300,11 +353,58 @@ def wrap_for_method(task_model, config: TuningConfig):
 
     from peft import get_peft_model
 
+    if config.method == "prefix" and getattr(task_model, "family", "encoder") == "encoder-decoder":
+        raise TuningError("prefix: T5's encoder takes no key/value prefix (peft passes the prefix as a cache, which "
+                          "T5's encoder stack ignores); use prompt tuning, 2407.16245's method on T5")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        task_model.encoder = get_peft_model(task_model.encoder, peft_config(config))
-    task_model.use_token_types = config.method == "lora"
+        task_model.encoder = get_peft_model(task_model.encoder, peft_config(config, task_model.encoder))
+    task_model.use_token_types = task_model.use_token_types and config.method == "lora"
     return task_model
+
+
+def _prompt_encoder(task_model):
+    encoder = task_model.encoder
+    config = getattr(encoder, "active_peft_config", None)
+    if config is None or not config.is_prompt_learning:
+        return None
+    return encoder.prompt_encoder[encoder.active_adapter]
+
+
+def prompt_state(task_model) -> dict:
+    """The trained prompt of a prefix- or prompt-tuned model (peft's prompt encoder's weights, e.g.
+    ``embedding.weight``: prompt tokens x hidden, or prefix tokens x layers*2*hidden); empty for
+    the other methods."""
+    module = _prompt_encoder(task_model)
+    return {} if module is None else {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def set_prompt_state(task_model, state: dict, config: TuningConfig) -> None:
+    """Start this run's prompt from ``state``; a prompt of another method or shape cannot transfer."""
+    module = _prompt_encoder(task_model)
+    if module is None:
+        raise PromptTransferError(f"a source prompt can start only a prefix or prompt run, not a '{config.method}' run")
+    own = module.state_dict()
+    if set(own) != set(state):
+        raise PromptTransferError(f"the source prompt has {', '.join(sorted(state))}, a '{config.method}' run needs "
+                                  f"{', '.join(sorted(own))}: source and target must use the same tuning method")
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise PromptTransferError(f"the source {config.method} {key} is {' x '.join(map(str, value.shape))}, the "
+                                      f"target's is {' x '.join(map(str, own[key].shape))}: a prompt transfers only "
+                                      "between runs with the same length and base model")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def load_prompt_state(directory: str | Path) -> dict:
+    """The trained prompt saved beside a prefix- or prompt-tuned model (``prompt.safetensors``)."""
+    from safetensors.torch import load_file
+
+    path = Path(directory) / PROMPT_FILE
+    if not path.is_file():
+        raise PromptTransferError(f"{directory}: no {PROMPT_FILE}: this model was saved without its prompt "
+                                  "(trained before prompt transfer existed); train the source again")
+    return load_file(str(path))
 
 
 def check_trainable(task: Task) -> None:
@@ -318,14 +418,14 @@ class Encoded:
     """A frame tokenised for a task model: one sequence per example, or one per (text, choice) pair of
     a multiple-choice example; ``lengths`` are per example (its longest sequence)."""
 
-    def __init__(self, tokenizer, task: Task, frame: pd.DataFrame, max_length: int):
+    def __init__(self, tokenizer, task: Task, frame: pd.DataFrame, max_length: int, join=None):
         self.tokenizer = tokenizer
         if task.is_multiple_choice:
             inputs, self.offsets = task.choice_pairs(frame)
         else:
             inputs = task.texts(frame=frame)
             self.offsets = np.arange(len(inputs) + 1)
-        self.enc = _tokenize(tokenizer, inputs, max_length)
+        self.enc = _tokenize(tokenizer, join(inputs) if join is not None else inputs, max_length)
         per_sequence = np.array([len(ids) for ids in self.enc["input_ids"]])
         self.lengths = np.maximum.reduceat(per_sequence, self.offsets[:-1]) if len(per_sequence) else per_sequence
         self.multiple_choice = task.is_multiple_choice
@@ -345,8 +445,8 @@ def per_example(out, sizes: np.ndarray | None):
     torch = _torch()
     scores = out.reshape(-1)
     grid = scores.new_full((len(sizes), int(sizes.max())), float("-inf"))
-    rows = torch.as_tensor(np.repeat(np.arange(len(sizes)), sizes))
-    cols = torch.as_tensor(np.concatenate([np.arange(k) for k in sizes]))
+    rows = torch.as_tensor(np.repeat(np.arange(len(sizes)), sizes), device=scores.device)
+    cols = torch.as_tensor(np.concatenate([np.arange(k) for k in sizes]), device=scores.device)
     return grid.index_put((rows, cols), scores)
 
 
@@ -367,15 +467,18 @@ def predict(base: BaseModel, task: Task, task_model, frame: pd.DataFrame, config
     frame, in its order."""
     torch = _torch()
     task_model.eval()
-    inputs = Encoded(base.load()[0], task, frame, config.max_length)
+    device = next(task_model.parameters()).device
+    inputs = Encoded(base.load()[0], task, frame, config.max_length, base.join_pairs)
     width = int(np.diff(inputs.offsets).max()) if task.is_multiple_choice else task.num_labels
     outputs = np.full((len(frame), width), -np.inf, dtype=np.float32)
     order = np.argsort(-inputs.lengths, kind="stable")
     for start in range(0, len(order), 64):
         idx = order[start:start + 64]
         batch, sizes = inputs.batch(idx)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-            out = per_example(task_model(**batch).float(), sizes).numpy()
+        if device.type != "cpu":
+            batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.inference_mode(), autocast(device, config.bf16):
+            out = per_example(task_model(**batch).float(), sizes).cpu().numpy()
         outputs[idx, :out.shape[1]] = out
     return outputs
 
@@ -397,12 +500,12 @@ def encoder_state(task_model) -> dict:
             encoder = copy.deepcopy(encoder).merge_and_unload()
         else:
             encoder = encoder.get_base_model()
-    return {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
 
 
 def save_encoder(task_model, directory: str | Path, config: dict) -> None:
-    """Save encoder weights (model.safetensors), the head (head.safetensors) and a JSON config,
-    via a temporary folder renamed into place so a reader never sees half a model."""
+    """Save encoder weights (model.safetensors), the head (head.safetensors), a prefix or soft prompt
+    (prompt.safetensors) and a JSON config, via a temporary folder renamed into place so a reader never sees half a model."""
     import json
     import os
     import shutil
@@ -415,6 +518,9 @@ def save_encoder(task_model, directory: str | Path, config: dict) -> None:
     tmp.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in encoder_state(task_model).items()}, str(tmp / "model.safetensors"))
     save_file({k: v.detach().contiguous() for k, v in task_model.head.state_dict().items()}, str(tmp / "head.safetensors"))
+    prompt = prompt_state(task_model)
+    if prompt:  # prefix / prompt tuning: what was trained is the prompt, not the encoder
+        save_file({k: v.contiguous() for k, v in prompt.items()}, str(tmp / PROMPT_FILE))
     (tmp / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True))
     if directory.exists():  # another worker finished the same model first: keep theirs
         shutil.rmtree(tmp)

@@ -59,12 +59,18 @@ class Estimator(ABC):
     def artefact_id(self) -> str:
         """Names a source artefact: the family (or name) and a hash of the parameters it depends on."""
         params = {k: v for k, v in self.get_params().items() if k not in self.score_only}
-        return _with_digest(self.family or self.name, params)
+        return _with_digest(self.family or self.name, {**params, **self._model_options()})
 
     @property
     def target_artefact_id(self) -> str:
         """Names a target artefact (kept in the user's cache): every parameter counts."""
-        return _with_digest(f"{self.name}.target", self.get_params())
+        return _with_digest(f"{self.name}.target", {**self.get_params(), **self._model_options()})
+
+    def _model_options(self) -> dict:
+        """The base model's non-default pooling / pair joining (BaseModel.identity), hashed with the
+        parameters so artefacts of other poolings never mix; empty (ids unchanged) by default."""
+        options = self.model.identity()
+        return {"base_model_options": options} if options else {}
 
     def artefact(self, task: Task, tensors: dict[str, np.ndarray], **extra) -> Artefact:
         """An artefact for ``task`` whose config records what made it."""
@@ -76,6 +82,7 @@ class Estimator(ABC):
             "task": task.name,
             "fingerprint": task.fingerprint,
             "task_type": task.spec.type,
+            **self.model.identity(),  # pooling / pairs where not the defaults (mean, tokenizer)
             **extra,
         }
         return Artefact(tensors, config)

@@ -7,13 +7,16 @@ import hashlib
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..models import BaseModel
 from ..store import Artefact
 from ..tasks import Task
 from .base import Estimator
 from .fisher import VU_BATCH_SIZE, FineTunedFamily
+from .registry import register
 
 
+@register
 class RandomEstimator(Estimator):
     """A seeded random score per (target, source) pair: stable across runs and pool orderings."""
 
@@ -36,6 +39,7 @@ class RandomEstimator(Estimator):
         return np.array([draw(s) for s in sources], dtype=np.float64)
 
 
+@register
 class SizeEstimator(Estimator):
     """DataSize (Vu et al. 2020): bigger training sets transfer more; score = log of the train size."""
 
@@ -66,6 +70,7 @@ shan shan't shouldn shouldn't wasn wasn't weren weren't won won't wouldn wouldn'
 """.split())
 
 
+@register
 class VocabOverlap(Estimator):
     """Vocabulary overlap of seeded samples of the two tasks (base-tokenizer token ids; both texts of
     pair tasks; special tokens left out). ``measure``:
@@ -88,7 +93,7 @@ class VocabOverlap(Estimator):
                  measure: str = "jaccard", top_n: int = 1000):
         super().__init__(model)
         if measure not in VOCAB_MEASURES:
-            raise ValueError(f"measure must be one of {', '.join(VOCAB_MEASURES)}, not '{measure}'")
+            raise ParameterError(f"{self.name}: measure must be one of {', '.join(VOCAB_MEASURES)}, not '{measure}'")
         self.n_examples = n_examples
         self.seed = seed
         self.measure = measure
@@ -150,7 +155,7 @@ def vocab_similarity(tokens_a, counts_a, tokens_b, counts_b, measure: str = "jac
                                 top_tokens(tokens_b, counts_b, top_n, drop))
         return len(common) / top_n
     if measure != "weighted":
-        raise ValueError(f"measure must be one of {', '.join(VOCAB_MEASURES)}, not '{measure}'")
+        raise ParameterError(f"measure must be one of {', '.join(VOCAB_MEASURES)}, not '{measure}'")
     vocab = np.union1d(tokens_a, tokens_b)
     pa = np.zeros(len(vocab))
     pb = np.zeros(len(vocab))
@@ -199,6 +204,7 @@ def reciprocal_rank_fusion(values: np.ndarray, k: int = RRF_K) -> np.ndarray:
     return fused
 
 
+@register
 class CurveGrad(FineTunedFamily):
     """CurveGrad (Bingel & Søgaard 2017, as Vu et al. 2020 use it): sources whose training-loss curve
     still falls steeply (most negative gradients at 10, 20, 30, 50, 70% of training) rank first;

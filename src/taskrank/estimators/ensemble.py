@@ -19,6 +19,7 @@ from scipy.stats import rankdata
 
 from ..models import BaseModel
 from .base import Composite
+from .registry import UnknownEstimator, get_estimator, register_composite
 
 
 def zscore(x) -> np.ndarray:
@@ -37,8 +38,6 @@ class _Combination(Composite):
     prefix: str
 
     def __init__(self, model: BaseModel | None = None, members: tuple[str, ...] = (), defaults: dict | None = None):
-        from . import UnknownEstimator, get_estimator
-
         super().__init__(model)
         names = [m.strip() for m in members]
         if not names or any(not n for n in names):
@@ -93,10 +92,8 @@ def _factory(cls):
     def make(argument: str, model: BaseModel | None = None, defaults: dict | None = None, **params):
         return cls(model, members=tuple(argument.split("+")), defaults=defaults, **params)
 
-    make.example = "textemb+roe"
-    make.summary = cls.summary
     make.__name__ = f"{cls.prefix}_factory"
-    return make
+    return register_composite(cls.prefix, example="textemb+roe", summary=cls.summary)(make)
 
 
 ensemble_factory = _factory(Ensemble)

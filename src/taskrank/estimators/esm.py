@@ -22,6 +22,7 @@ from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, default_dir, train
 from ..tuning import load_encoder_state
 from .base import TRAINABLE_TYPES, Estimator
 from .logme import score_linear_maps
+from .registry import register
 
 ESM_VERSION = "0.2.0"
 
@@ -58,6 +59,7 @@ def tuned_encoder(base: BaseModel, directory: str):
     return encoder
 
 
+@register
 class EsmLogme(Estimator):
     """ESM-LogME. Sources: fine-tuned on up to 2,000 examples for 2 epochs (the transfer benchmark's
     recipe, so its models are reused), ESM fitted on the same texts with the paper's settings.
@@ -81,13 +83,14 @@ class EsmLogme(Estimator):
         self.target_examples, self.finetuned_dir, self.storage_dtype = target_examples, finetuned_dir, storage_dtype
 
     def recipe(self) -> SourceRecipe:
-        return SourceRecipe(model=self.model.name, source_examples=self.source_examples,
+        return SourceRecipe(model=self.model.name, pooling=self.model.pooling, pairs=self.model.pairs,
+                            source_examples=self.source_examples,
                             source_epochs=self.source_epochs, source_lr=self.source_lr,
                             max_length=self.max_length, bf16=self.bf16)
 
     def prepare(self, task: Task) -> Artefact:
         directory = train(self.finetuned_dir or default_dir(), self.recipe(), TaskRef.of(task),
-                                 self.seed)
+                          self.seed, device=self.model.device)
         sample = task.sample(self.source_examples, DATA_SEED)
         texts = task.encoder_inputs(sample)  # a multiple-choice source: its (text, choice) pairs
         base_emb = self.model.embed(texts, progress=f"esm {task.name}: base embeddings")

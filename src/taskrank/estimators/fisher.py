@@ -45,10 +45,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..models import BaseModel, pool
+from ..errors import ParameterError
+from ..models import BaseModel, pool_outputs
 from ..store import Artefact
 from ..tasks import Task, TaskError
 from .base import TRAINABLE_TYPES, Estimator, cosine_rows
+from .registry import register
 
 DATA_SEED = 0
 COMPONENTS = ("layers", "attention", "pooled")
@@ -72,11 +74,13 @@ def batch_loss(task: Task, task_model, pooled, labels, sizes=None):
         raise TaskError(f"taskemb: the Fisher loss is implemented for classification, regression and "
                         f"multiple-choice tasks; task '{task.name}' is {task.spec.type}")
     logits = task_model.head(pooled)
+    device = logits.device
     if task.is_multiple_choice:
-        return torch.nn.functional.cross_entropy(per_example(logits, sizes), torch.tensor(labels, dtype=torch.long))
+        return torch.nn.functional.cross_entropy(per_example(logits, sizes),
+                                                 torch.tensor(labels, dtype=torch.long, device=device))
     if task.is_regression:
-        return torch.nn.functional.mse_loss(logits.squeeze(-1), torch.tensor(labels, dtype=torch.float32))
-    return torch.nn.functional.cross_entropy(logits, torch.tensor(labels, dtype=torch.long))
+        return torch.nn.functional.mse_loss(logits.squeeze(-1), torch.tensor(labels, dtype=torch.float32, device=device))
+    return torch.nn.functional.cross_entropy(logits, torch.tensor(labels, dtype=torch.long, device=device))
 
 
 def _attention_modules(encoder) -> list:
@@ -109,7 +113,9 @@ def empirical_fisher(base: BaseModel, task: Task, task_model, frame, batch_size:
     for p in task_model.parameters():
         p.requires_grad_(False)
     # gradients flow from the embeddings' output on, without parameter gradients
-    hooks = [encoder.embeddings.register_forward_hook(lambda module, args, output: output.requires_grad_())]
+    # (BERT-like: the embeddings block; T5, GPT-2: the token embeddings)
+    embeddings = encoder.embeddings if hasattr(encoder, "embeddings") else encoder.get_input_embeddings()
+    hooks = [embeddings.register_forward_hook(lambda module, args, output: output.requires_grad_())]
     attention_outputs: list = []
 
     def keep_attention(module, args, output):
@@ -130,14 +136,14 @@ def empirical_fisher(base: BaseModel, task: Task, task_model, frame, batch_size:
             idx = np.arange(start, min(start + batch_size, len(frame)))
             rows = np.arange(offsets[idx[0]], offsets[idx[-1] + 1])
             sizes = np.diff(offsets)[idx] if task.is_multiple_choice else None
-            batch = base.tokenize([texts[i] for i in rows])
+            batch = base.inputs(base.tokenize([texts[i] for i in rows]))
             mask = batch["attention_mask"]
             attention_outputs.clear()
             out = encoder(**batch, output_hidden_states=True)
             states = out.hidden_states[1:]
             for h in states:
                 h.retain_grad()
-            pooled = pool(out.last_hidden_state, mask, base.pooling)
+            pooled = pool_outputs(out, mask, base.pooling)
             pooled.retain_grad()
             batch_loss(task, task_model, pooled, labels[idx], sizes).backward()
             m = mask.unsqueeze(-1).to(torch.float64)
@@ -146,11 +152,11 @@ def empirical_fisher(base: BaseModel, task: Task, task_model, frame, batch_size:
             for k, outputs in per_layer.items():
                 for i, h in enumerate(outputs):
                     g = h.grad.double()
-                    summed[k][i] += (g * m).sum((0, 1)) ** 2 / t_batch
-                    token[k][i] += ((b * g) ** 2 * m).sum((0, 1))  # b x grad of the mean = own gradient
+                    summed[k][i] += ((g * m).sum((0, 1)) ** 2 / t_batch).cpu()
+                    token[k][i] += ((b * g) ** 2 * m).sum((0, 1)).cpu()  # b x grad of the mean = own gradient
             g = pooled.grad.double()
-            summed["pooled"] += g.sum(0) ** 2 / t_batch
-            token["pooled"] += ((b * g) ** 2).sum(0)
+            summed["pooled"] += (g.sum(0) ** 2 / t_batch).cpu()
+            token["pooled"] += ((b * g) ** 2).sum(0).cpu()
             n_tokens += int(t_batch)
     finally:
         for hook in hooks:
@@ -226,6 +232,7 @@ class FineTunedFamily(Estimator):
                              seconds=round(time.time() - start, 1))
 
 
+@register
 class TaskEmb(FineTunedFamily):
     """TaskEmb (Vu et al. 2020): cosine of empirical-Fisher task embeddings (see the module docstring).
     ``fisher="batch"`` (default) squares batch-summed gradients as Vu et al.'s code does, ``"token"``
@@ -242,7 +249,7 @@ class TaskEmb(FineTunedFamily):
         for what, value, allowed in (("component", component, COMPONENTS), ("fisher", fisher, FISHER_MODES),
                                      ("fusion", fusion, FUSIONS)):
             if value not in allowed:
-                raise ValueError(f"{what} must be one of {', '.join(allowed)}, not '{value}'")
+                raise ParameterError(f"{self.name}: {what} must be one of {', '.join(allowed)}, not '{value}'")
         self.component = component
         self.fisher = fisher
         self.fusion = fusion

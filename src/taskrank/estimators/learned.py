@@ -38,10 +38,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
+from ..errors import ParameterError
 from ..models import BaseModel
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
 from .base import Composite, Estimator
+from .registry import UnknownEstimator, get_estimator, register, register_composite
+from .taskshop import DEFAULT_TRANSFER, read_transfer
 
 __all__ = ["FORMAT", "SameType", "FeatureSpec", "TransferPrior", "target_features", "features_frame", "LinearModel",
            "TreeModel", "load_model", "fit_model", "LearnedRanker", "learned_factory", "shipped_models",
@@ -81,6 +84,7 @@ def members_key(members: Sequence[str]) -> str:
 # ----------------------------------------------------------------------------- a task fact as a member
 
 
+@register
 class SameType(Estimator):
     """1 if the source has the target's task type (classification, regression, multiple choice,
     generation), else 0. A fact for learned rankers (``learned:roe+same-type``); it shares the
@@ -111,7 +115,7 @@ class FeatureSpec(dict):
         for key, allowed in (("member", ("z", "rank")), ("transitive", ("prior", "knn"))):
             bad = [v for v in self[key] if v not in allowed]
             if bad:
-                raise ValueError(f"learned: unknown {key} feature(s) {bad}; choose from {allowed}")
+                raise ParameterError(f"learned: unknown {key} feature(s) {bad}; choose from {allowed}")
 
     def names(self, members: Sequence[str]) -> list[str]:
         out = [f"{kind}:{m}" for m in members for kind in ({"z": "z", "rank": "r"}[k] for k in self["member"])]
@@ -410,8 +414,6 @@ def shipped_models() -> list[Path]:
 
 def _find_model(members: Sequence[str], transfer: str | None) -> Path:
     key = members_key(members)
-    from .taskshop import DEFAULT_TRANSFER
-
     places = [Path(transfer).parent / "learned"] if transfer else []
     places += [DEFAULT_TRANSFER.parent / "learned"] + sorted(POOLS.glob("*/learned"))
     for place in places:
@@ -432,8 +434,6 @@ class LearnedRanker(Composite):
 
     def __init__(self, model: BaseModel | None = None, members: tuple[str, ...] = (), path: str | None = None,
                  transfer: str | None = None, defaults: dict | None = None):
-        from . import UnknownEstimator, get_estimator
-
         super().__init__(model)
         names = [m.strip() for m in members]
         if not names or any(not n for n in names):
@@ -458,8 +458,6 @@ class LearnedRanker(Composite):
         return self._loaded
 
     def transfer_table(self) -> pd.DataFrame:
-        from .taskshop import read_transfer
-
         return read_transfer(self.transfer)
 
     def combine(self, target: str, sources: list[str], member_scores: list[np.ndarray]) -> np.ndarray:
@@ -478,10 +476,9 @@ class LearnedRanker(Composite):
         return model.predict(X)
 
 
+@register_composite("learned", example="roe+textemb+vocab+size+same-type", summary=LearnedRanker.summary)
 def learned_factory(argument: str, model: BaseModel | None = None, defaults: dict | None = None, **params):
     """``learned:<member>+<member>...[,model=PATH][,transfer=PATH]``."""
-    from . import UnknownEstimator
-
     head, *rest = argument.split(",")
     for piece in rest:
         key, eq, value = piece.partition("=")
@@ -491,6 +488,3 @@ def learned_factory(argument: str, model: BaseModel | None = None, defaults: dic
     params.pop("model", None)
     return LearnedRanker(model, members=tuple(head.split("+")), defaults=defaults, **params)
 
-
-learned_factory.example = "roe+textemb+vocab+size+same-type"
-learned_factory.summary = LearnedRanker.summary

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..models import BaseModel
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
 from .base import Estimator
+from .registry import register
 
 
 TASKWEB_MAX_LENGTH = 512
@@ -66,6 +68,7 @@ def roe_similarity(target: np.ndarray, source: np.ndarray) -> float:
     return float((t @ s.T).max(axis=1).mean())
 
 
+@register
 class RoE(Estimator):
     """Retrieval-of-Experts: example-level nearest-neighbour similarity of sentence embeddings."""
 
@@ -76,9 +79,9 @@ class RoE(Estimator):
                  normalise: bool = True, inputs: str = "examples"):
         super().__init__(model)
         if n_source < 1 or n_target < 1:
-            raise ValueError(f"roe: n_source and n_target must be positive, got {n_source}, {n_target}")
+            raise ParameterError(f"roe: n_source and n_target must be positive, got {n_source}, {n_target}")
         if inputs not in ("examples", "taskweb"):
-            raise ValueError(f"roe: inputs must be 'examples' or 'taskweb', not '{inputs}'")
+            raise ParameterError(f"roe: inputs must be 'examples' or 'taskweb', not '{inputs}'")
         self.n_source = n_source
         self.n_target = n_target
         self.seed = seed
@@ -88,7 +91,8 @@ class RoE(Estimator):
     def _embed(self, task: Task, n: int, role: str) -> Artefact:
         if self.inputs == "taskweb":
             texts = taskweb_strings(task, self.n_target, self.seed)
-            model = BaseModel(self.model.name, pooling="mean", max_length=TASKWEB_MAX_LENGTH)
+            model = BaseModel(self.model.name, pooling="mean", max_length=TASKWEB_MAX_LENGTH,
+                              device=self.model.device)
         else:
             texts, model = task.texts(frame=task.sample(n, self.seed)), self.model
         emb = model.embed(texts, progress=f"{self.name}: {task.name}").astype(np.float64)

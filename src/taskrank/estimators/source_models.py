@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import pool
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
 from ..finetuned import TaskRef, default_dir, model_dir, train
@@ -25,6 +24,7 @@ from ..tuning import load_encoder_state
 from .base import Estimator
 from .esm import EsmLogme, tuned_encoder
 from .logme import leep, logme, nce
+from .registry import register
 
 
 DATA_ENV = "TASKRANK_DATA"
@@ -53,7 +53,7 @@ class _SourceModelEstimator(EsmLogme):
 
     def prepare(self, task: Task) -> Artefact:
         ref = TaskRef.of(task)
-        train(self._workdir(), self.recipe(), ref, self.seed)
+        train(self._workdir(), self.recipe(), ref, self.seed, device=self.model.device)
         # no path: a shippable artefact must not carry this machine's folders (see source_data)
         artefact = self.artefact(task, {}, num_labels=task.num_labels)
         artefact.config["params"]["finetuned_dir"] = None  # where this machine keeps its models
@@ -71,7 +71,7 @@ class _SourceModelEstimator(EsmLogme):
         ref = TaskRef(source.task, source_data(source) or "", source.config["fingerprint"])
         cached = (self.model_folder(ref.name, ref.fingerprint) / "model.safetensors").exists()
         if cached or ref.path:
-            return train(self._workdir(), self.recipe(), ref, self.seed)  # finds a cached model as it is
+            return train(self._workdir(), self.recipe(), ref, self.seed, device=self.model.device)  # finds a cached model as it is
         raise ArtefactError(f"{self.name}: fine-tuned model of source '{source.task}' not in {self._workdir()} and its "
                             f"data is not here (a folder '{source.task}' in {DATA_ENV}); set {DATA_ENV} to the folder "
                             f"of task folders, or build it with 'taskrank pool build TASKS_FOLDER --method {self.name} "
@@ -92,21 +92,24 @@ class _SourceModelEstimator(EsmLogme):
         encoder = tuned_encoder(self.model, directory)
         head = torch.nn.Linear(encoder.config.hidden_size, int(source.config["num_labels"]))
         head.load_state_dict(load_encoder_state(directory, part="head"))
-        inputs = {k: torch.as_tensor(v) for k, v in target.tensors.items() if k != "labels"}
+        encoder.to(self.model.torch_device)
+        head.to(self.model.torch_device)
+        inputs = {k: torch.as_tensor(v) for k, v in target.tensors.items()
+                  if k in ("input_ids", "attention_mask", "token_type_ids")}  # the tokenised sample
         features = []
         with torch.inference_mode():
             for start in range(0, len(inputs["input_ids"]), 64):
-                batch = {k: v[start:start + 64] for k, v in inputs.items()}
-                hidden = encoder(**batch).last_hidden_state
-                features.append(pool(hidden, batch["attention_mask"], self.model.pooling))
+                batch = self.model.inputs({k: v[start:start + 64] for k, v in inputs.items()})
+                features.append(self.model.pooled(encoder(**batch), batch["attention_mask"]))
             features = torch.cat(features)
             logits = head(features)
-        return features.double().numpy(), logits.double().numpy()
+        return features.double().cpu().numpy(), logits.double().cpu().numpy()
 
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
         return np.array([self._score_one(target, s) for s in sources])
 
 
+@register
 class LogmeEstimator(_SourceModelEstimator):
     name = "logme"
     summary = "LogME of the target on each fine-tuned source model's features (expensive reference)"
@@ -123,6 +126,7 @@ def _classifies(target: Artefact, source: Artefact) -> bool:
             and source.config.get("task_type") in ("classification", None))
 
 
+@register
 class LeepEstimator(_SourceModelEstimator):
     name = "leep"
     summary = "LEEP from each fine-tuned source classifier's predictions on the target (classification)"
@@ -135,6 +139,7 @@ class LeepEstimator(_SourceModelEstimator):
         return leep(probs / probs.sum(1, keepdims=True), target.tensors["labels"])
 
 
+@register
 class NceEstimator(_SourceModelEstimator):
     name = "nce"
     summary = "NCE from each fine-tuned source classifier's predicted labels on the target (classification)"

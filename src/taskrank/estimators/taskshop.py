@@ -25,9 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import ParameterError
 from ..models import BaseModel
+from ..ordering import best_first
 from ..store import ArtefactError
 from .base import Composite
+from .registry import UnknownEstimator, get_estimator, register_composite
 
 __all__ = ["taskshop", "NORMALISE", "FALLBACK", "DEFAULT_TRANSFER", "TaskShop", "read_transfer",
            "write_transfer", "taskshop_factory"]
@@ -81,7 +84,7 @@ def _direct_terms(direct: pd.DataFrame, normalise: str) -> tuple[pd.DataFrame, p
         s1 = (sym - mu) / sd if sd > 0 else sym * 0.0
         s2 = (sym - lo) / (hi - lo) if hi > lo else sym * 0.0
     else:
-        raise ValueError(f"normalise must be one of {NORMALISE}, got {normalise!r}")
+        raise ParameterError(f"taskshop: normalise must be one of {NORMALISE}, got {normalise!r}")
     piv = lambda s: d.assign(score=s).pivot(index="target", columns="source", values="score")
     return piv(s1), piv(s2)
 
@@ -124,9 +127,9 @@ def taskshop(
     (ties by source name).
     """
     if fallback not in FALLBACK:
-        raise ValueError(f"fallback must be one of {FALLBACK}, got {fallback!r}")
+        raise ParameterError(f"taskshop: fallback must be one of {FALLBACK}, got {fallback!r}")
     if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must be in [0, 1], got {lam}")
+        raise ParameterError(f"taskshop: lam must be in [0, 1], got {lam}")
     d = _table(direct, "direct")
     w = _table(transfer, "transfer")
     s1, s2 = _direct_terms(d, normalise)
@@ -151,16 +154,12 @@ def taskshop(
             fill = 0.0 if fallback == "zero" else np.nan
         pivot_term = np.where(n > 0, pivot_term, fill)
         direct_term = s2.loc[t].reindex(srcs).to_numpy()
-        rows.append(pd.DataFrame({
-            "target": t, "source": srcs,
-            "score": lam * pivot_term + (1 - lam) * direct_term, "n_pivots": n,
-        }))
+        score = lam * pivot_term + (1 - lam) * direct_term
+        best = best_first(srcs, score)
+        rows.append(pd.DataFrame({"target": t, "source": srcs[best], "score": score[best], "n_pivots": n[best]}))
     if not rows:
         return pd.DataFrame(columns=["target", "source", "score", "n_pivots"])
-    out = pd.concat(rows, ignore_index=True)
-    out["_neg"] = -out["score"]
-    out = out.sort_values(["target", "_neg", "source"], na_position="last").drop(columns="_neg")
-    return out.reset_index(drop=True)
+    return pd.concat(rows, ignore_index=True)
 
 
 # ----------------------------------------------------------------------------- transfer tables
@@ -257,15 +256,13 @@ class TaskShop(Composite):
 
     def __init__(self, model: BaseModel | None = None, direct: str = "roe", transfer: str | None = None,
                  lam: float = 0.7, normalise: str = "none", fallback: str = "mean", defaults: dict | None = None):
-        from . import get_estimator
-
         super().__init__(model)
         if normalise not in NORMALISE:
-            raise ValueError(f"taskshop: normalise must be one of {NORMALISE}, got {normalise!r}")
+            raise ParameterError(f"taskshop: normalise must be one of {NORMALISE}, got {normalise!r}")
         if fallback not in FALLBACK:
-            raise ValueError(f"taskshop: fallback must be one of {FALLBACK}, got {fallback!r}")
+            raise ParameterError(f"taskshop: fallback must be one of {FALLBACK}, got {fallback!r}")
         if not 0.0 <= float(lam) <= 1.0:
-            raise ValueError(f"taskshop: lam must be in [0, 1], got {lam}")
+            raise ParameterError(f"taskshop: lam must be in [0, 1], got {lam}")
         self.direct, self.transfer, self.lam = direct, transfer, float(lam)
         self.normalise, self.fallback = normalise, fallback
         self.members = [get_estimator(direct, model=self.model, defaults=defaults)]
@@ -294,8 +291,6 @@ class TaskShop(Composite):
 
 def _parse(argument: str) -> tuple[str, dict]:
     """'roe,lam=0.5,transfer=x.csv' -> ('roe', {'lam': 0.5, 'transfer': 'x.csv'})."""
-    from . import UnknownEstimator
-
     head, *rest = argument.split(",")
     params = {}
     for piece in rest:
@@ -312,11 +307,11 @@ def _parse(argument: str) -> tuple[str, dict]:
     return head, params
 
 
+@register_composite("taskshop", example="roe", summary=TaskShop.summary
+                    + "; params: ,lam=0.7 ,normalise=none|zscore|minmax ,transfer=CSV")
 def taskshop_factory(argument: str, model: BaseModel | None = None, defaults: dict | None = None,
                      **params) -> TaskShop:
     """``taskshop:<direct>[,lam=..][,normalise=..][,fallback=..][,transfer=PATH]``."""
-    from . import UnknownEstimator
-
     direct, parsed = _parse(argument)
     try:
         return TaskShop(model, direct=direct, defaults=defaults, **{**params, **parsed})
@@ -325,6 +320,3 @@ def taskshop_factory(argument: str, model: BaseModel | None = None, defaults: di
             raise
         raise UnknownEstimator(str(e)) from None
 
-
-taskshop_factory.example = "roe"
-taskshop_factory.summary = TaskShop.summary + "; params: ,lam=0.7 ,normalise=none|zscore|minmax ,transfer=CSV"

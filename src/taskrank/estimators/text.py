@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..models import BaseModel, length_sorted_batches, pool, set_threads
+from ..errors import ParameterError
+from ..models import BaseModel, length_sorted_batches, set_threads
 from ..store import Artefact
 from ..tasks import Task
 from .base import Estimator, cosine_rows
+from .registry import register
 
 
 WEIGHTINGS = ("example", "token")
@@ -32,21 +34,26 @@ def dataset_means(model: BaseModel, texts: list, progress: str | None = None) ->
     then the mean over examples) and ``"sentence"`` (the mean of the pooled sentence embeddings)."""
     import torch
 
+    from ..devices import autocast, default_batch_size
+
     set_threads()
     encoder = model.load()[1]
-    token_sum = torch.zeros(encoder.config.hidden_size, dtype=torch.float64)
+    device = model.torch_device if model.torch_device.type == "cuda" else torch.device("cpu")
+    token_sum = torch.zeros(encoder.config.hidden_size, dtype=torch.float64, device=device)
     example_sum = torch.zeros_like(token_sum)
     sentence_sum = torch.zeros_like(token_sum)
     n_tokens = 0
-    for _, batch in length_sorted_batches(model, texts, model.batch_size, progress):
-        with torch.inference_mode():
-            hidden = encoder(**batch).last_hidden_state
-            mask = batch["attention_mask"]
+    for _, batch in length_sorted_batches(model, texts, default_batch_size(device, model.batch_size), progress):
+        with torch.inference_mode(), autocast(model.torch_device):
+            outputs = encoder(**model.inputs(batch))
+            hidden = outputs.last_hidden_state.float().to(device)  # MPS has no float64: sums on the CPU there
+            mask = batch["attention_mask"].to(device)
             token_sum += (hidden * mask.unsqueeze(-1)).sum((0, 1)).double()
             per_example = (hidden.double() * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
             example_sum += per_example.sum(0)
             n_tokens += int(mask.sum())
-            sentence_sum += pool(hidden, mask, model.pooling).sum(0).double()
+            sentence_sum += model.pooled(outputs, batch["attention_mask"]).float().to(device).sum(0).double()
+    token_sum, example_sum, sentence_sum = token_sum.cpu(), example_sum.cpu(), sentence_sum.cpu()
     n = max(len(texts), 1)
     return {"token": (token_sum / max(n_tokens, 1)).numpy(), "example": (example_sum / n).numpy(),
             "sentence": (sentence_sum / n).numpy()}
@@ -66,8 +73,8 @@ class _MeanEmbedding(Estimator):
 
     def prepare(self, task: Task) -> Artefact:
         texts = task.texts(frame=task.sample(self.n_examples, self.seed))
-        key = (self.model.model_id, self.model.pooling, self.model.max_length, task.fingerprint, self.n_examples,
-               self.seed)
+        key = (self.model.model_id, self.model.pooling, self.model.pairs, self.model.max_length, task.fingerprint,
+               self.n_examples, self.seed)
         if key not in _last_means:
             _last_means.clear()
             _last_means[key] = dataset_means(self.model, texts, progress=f"{self.name}: {task.name}")
@@ -78,6 +85,7 @@ class _MeanEmbedding(Estimator):
         return cosine_rows(target.tensors["embedding"], np.stack([s.tensors["embedding"] for s in sources]))
 
 
+@register
 class TextEmb(_MeanEmbedding):
     """Vu et al. 2020 TextEmb: mean of final-layer token representations over the dataset.
 
@@ -92,7 +100,7 @@ class TextEmb(_MeanEmbedding):
                  weighting: str = "example"):
         super().__init__(model, n_examples, seed)
         if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, not '{weighting}'")
+            raise ParameterError(f"{self.name}: weighting must be one of {', '.join(WEIGHTINGS)}, not '{weighting}'")
         self.weighting = weighting
 
     @property
@@ -100,6 +108,7 @@ class TextEmb(_MeanEmbedding):
         return self.weighting
 
 
+@register
 class SEmb(_MeanEmbedding):
     """SEMB (2407.16245): mean pooled sentence embedding of the data, cosine."""
 

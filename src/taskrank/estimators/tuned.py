@@ -49,10 +49,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ParameterError
 from ..models import BaseModel
 from ..store import Artefact
 from ..tasks import Task, TaskError
 from .base import TRAINABLE_TYPES, Composite, Estimator, cosine_rows
+from .registry import register
 
 DATA_SEED = 0  # the training sample is fixed; ``seed`` varies initialisation and batch order
 CENTRES = ("none", "pool", "init")
@@ -63,7 +65,9 @@ EARLY_EPOCHS = 2
 # ----------------------------------------------------------------------------------------------
 # TuPaTE: per-layer parameter vectors, averaged across layers
 
-_LAYER = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+# a transformer layer's parameters: BERT-like ``layer.N.``, T5 ``block.N.``, GPT-2 ``h.N.``, Llama
+# ``layers.N.`` (the leftmost match: T5's ``block.N.layer.M.`` is block N)
+_LAYER = re.compile(r"(?:^|\.)(?:layer|layers|block|h)\.(\d+)\.")
 
 
 def _by_layer(state: dict[str, np.ndarray], keep) -> list[np.ndarray]:
@@ -116,7 +120,7 @@ def prefix_task_embedding(prefix: np.ndarray, n_layers: int, construction: str =
         return prefix.mean(0)
     if construction == "position-mean":
         return layer_average(prefix_layer_vectors(prefix, n_layers))
-    raise ValueError(f"prefix_embedding must be one of {', '.join(PREFIX_EMBEDDINGS)}, not '{construction}'")
+    raise ParameterError(f"prefix_embedding must be one of {', '.join(PREFIX_EMBEDDINGS)}, not '{construction}'")
 
 
 def layer_average(layer_vectors) -> np.ndarray:
@@ -156,7 +160,7 @@ def centred(target: np.ndarray, sources: np.ndarray, centre: str,
         if target_init is None or sources_init is None:
             raise ValueError("centre='init' needs artefacts that keep their untrained state")
         return target - target_init, sources - sources_init
-    raise ValueError(f"centre must be one of {', '.join(CENTRES)}, not '{centre}'")
+    raise ParameterError(f"centre must be one of {', '.join(CENTRES)}, not '{centre}'")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -175,9 +179,9 @@ class _TunedEstimator(Estimator):
                  seed: int = 0, centre: str = "none"):
         super().__init__(model)
         if checkpoint not in CHECKPOINTS:
-            raise ValueError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{checkpoint}'")
+            raise ParameterError(f"{self.name}: checkpoint must be one of {', '.join(CHECKPOINTS)}, not '{checkpoint}'")
         if centre not in CENTRES:
-            raise ValueError(f"centre must be one of {', '.join(CENTRES)}, not '{centre}'")
+            raise ParameterError(f"{self.name}: centre must be one of {', '.join(CENTRES)}, not '{centre}'")
         self.checkpoint = checkpoint
         self.n_examples = n_examples
         self.best_epochs = best_epochs
@@ -250,6 +254,7 @@ class _TuPaTE(_TunedEstimator):
         return cosine_rows(*centred(t, s, self.centre, t_init, s_init))
 
 
+@register
 class TuPaTELoRA(_TuPaTE):
     """TuPaTE with LoRA (r = 8, alpha = 8 on query/value, lr 5e-4)."""
 
@@ -258,6 +263,7 @@ class TuPaTELoRA(_TuPaTE):
     tuning_method = "lora"
 
 
+@register
 class TuPaTEBitFit(_TuPaTE):
     """TuPaTE with BitFit (bias terms, lr 4e-4)."""
 
@@ -266,6 +272,7 @@ class TuPaTEBitFit(_TuPaTE):
     tuning_method = "bitfit"
 
 
+@register
 class TuPaTEPrefix(_TuPaTE):
     """TuPaTE with a P-Tuning v2 deep prefix (length 20, lr 1e-2). ``prefix_embedding="paper"``
     (default): positions kept, the layers' key and value prefixes averaged (length x hidden, as the
@@ -281,11 +288,12 @@ class TuPaTEPrefix(_TuPaTE):
                  seed: int = 0, centre: str = "init", prefix_embedding: str = "paper"):
         super().__init__(model, checkpoint, n_examples, best_epochs, n_eval, lr, batch_size, seed, centre)
         if prefix_embedding not in PREFIX_EMBEDDINGS:
-            raise ValueError(f"prefix_embedding must be one of {', '.join(PREFIX_EMBEDDINGS)}, "
+            raise ParameterError(f"{self.name}: prefix_embedding must be one of {', '.join(PREFIX_EMBEDDINGS)}, "
                              f"not '{prefix_embedding}'")
         self.prefix_embedding = prefix_embedding
 
 
+@register
 class TuPaTEEnsemble(Composite):
     """TuPaTE's ensemble: the mean of the LoRA, BitFit and prefix cosine similarities. It reuses
     those three estimators' artefacts (build the pool with them); it trains nothing itself."""
@@ -381,8 +389,8 @@ def prompt_similarity(target: np.ndarray, source: np.ndarray, construction: str,
             return max_similarity(source, target)
         if direction == "target":
             return max_similarity(target, source)
-        raise ValueError(f"direction must be 'source' or 'target', not '{direction}'")
-    raise ValueError(f"unknown prompt construction '{construction}'")
+        raise ParameterError(f"direction must be 'source' or 'target', not '{direction}'")
+    raise ParameterError(f"unknown prompt construction '{construction}'")
 
 
 class _SoftPrompt(_TunedEstimator):
@@ -399,7 +407,7 @@ class _SoftPrompt(_TunedEstimator):
                  seed: int = 0, prompt_length: int = 100, centre: str = "none", direction: str = "source"):
         super().__init__(model, checkpoint, n_examples, best_epochs, n_eval, lr, batch_size, seed, centre)
         if direction not in ("source", "target"):
-            raise ValueError(f"direction must be 'source' or 'target', not '{direction}'")
+            raise ParameterError(f"{self.name}: direction must be 'source' or 'target', not '{direction}'")
         self.prompt_length = prompt_length
         self.direction = direction
 
@@ -420,35 +428,36 @@ class _SoftPrompt(_TunedEstimator):
         return np.array([prompt_similarity(t, p, self.construction, self.direction) for p in s])
 
 
+@register
 class PromptFeature(_SoftPrompt):
     name = "prompt-feature"
     summary = "soft prompt, mean over tokens, cosine (2407.16245 FEATURE)"
     construction = "feature"
 
 
+@register
 class PromptUnigram(_SoftPrompt):
     name = "prompt-unigram"
     summary = "soft prompt, mean over features, cosine (2407.16245 UNIGRAM)"
     construction = "unigram"
 
 
+@register
 class PromptFlatten(_SoftPrompt):
     name = "prompt-flatten"
     summary = "soft prompt flattened, cosine (2407.16245 FLATTEN)"
     construction = "flatten"
 
 
+@register
 class PromptBigram(_SoftPrompt):
     name = "prompt-bigram"
     summary = "soft prompt, adjacent token pairs, mean cosine (2407.16245 BIGRAM)"
     construction = "bigram"
 
 
+@register
 class PromptMax(_SoftPrompt):
     name = "prompt-max"
     summary = "soft prompt, per source token max cosine over target tokens, mean (2407.16245 MAX)"
     construction = "max"
-
-
-TUNED_ESTIMATORS = (TuPaTELoRA, TuPaTEBitFit, TuPaTEPrefix, TuPaTEEnsemble,
-                    PromptFeature, PromptUnigram, PromptFlatten, PromptBigram, PromptMax)

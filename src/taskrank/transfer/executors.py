@@ -4,6 +4,11 @@ Every executor follows the same two steps: train the intermediate source models 
 need, then run the pending runs. Results come back to this process, which alone writes the
 journal, so a remote cluster needs no shared journal file (the work folder holding the source
 models must be shared, though). Workers use one BLAS/torch thread each.
+
+Devices: each local worker gets its own device (``devices.worker_devices``): with GPUs present and
+``device`` auto or cuda, one GPU per worker in turn, and with several GPUs and ``workers=0`` one
+worker per GPU; a Dask LocalCluster's workers also carry a ``GPU`` resource, one task at a time
+each. On a machine without GPUs everything runs on the CPU as before.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..devices import device_pool, local_workers, set_worker_device, worker_devices
 from ..progress import track
 from .journal import Journal
 from ..finetuned import model_dir, train
@@ -43,23 +49,26 @@ def needed_sources(runs: list[Run], workdir: str | Path) -> list[tuple]:
 
 
 def run_grid(runs: list[Run], journal: Journal, workdir: str | Path, workers: int = 0,
-             cluster: str | None = None) -> int:
+             cluster: str | None = None, device: str = "cpu") -> int:
     """Execute what the journal does not have yet; returns the number of runs recorded now.
 
     workers=0 runs in this process; workers>=1 uses that many local processes; ``cluster`` is
     'local' (a Dask LocalCluster on 127.0.0.1 with ``workers`` workers) or a scheduler address.
+    ``device``: auto, cpu, cuda, cuda:N or mps (see the module docstring for workers and GPUs).
     """
+    worker_devices(device, 1)  # an absent device is said before any work
     pending = pending_runs(runs, journal)
     if not pending:
         return 0
     sources = needed_sources(pending, workdir)
     workdir = str(workdir)
     if cluster is not None:
-        with dask_client(cluster, max(workers, 1)) as client:
+        with dask_client(cluster, max(local_workers(workers, device), 1), device) as client:
             return _record(journal, _dask_results(client, workdir, sources, pending), len(pending))
+    workers = local_workers(workers, device)
     if workers >= 1:
-        return _record(journal, _process_results(workdir, sources, pending, workers), len(pending))
-    return _record(journal, (execute_run(workdir, r) for r in pending), len(pending))
+        return _record(journal, _process_results(workdir, sources, pending, workers, device), len(pending))
+    return _record(journal, (execute_run(workdir, r, None, device) for r in pending), len(pending))
 
 
 def run_line(result: dict) -> str:
@@ -81,39 +90,42 @@ def _worker_init() -> None:
     os.environ.update(WORKER_ENV)
 
 
-def _process_results(workdir: str, sources: list[tuple], runs: list[Run], workers: int) -> Iterator[dict]:
+def _process_results(workdir: str, sources: list[tuple], runs: list[Run], workers: int,
+                     device: str = "cpu") -> Iterator[dict]:
     """Seed by seed: that seed's source models first, then its runs (so results arrive early)."""
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+    with device_pool(workers, device, WORKER_ENV) as pool:
         for seed in sorted({r.seed for r in runs}):
-            for future in as_completed([pool.submit(train, workdir, *item, 1)
+            for future in as_completed([pool.submit(train, workdir, *item, 1, "auto")
                                         for item in sources if item[2] == seed]):
                 future.result()
-            for future in as_completed([pool.submit(execute_run, workdir, r, 1) for r in runs if r.seed == seed]):
+            for future in as_completed([pool.submit(execute_run, workdir, r, 1, "auto")
+                                        for r in runs if r.seed == seed]):
                 yield future.result()
 
 
 def _dask_results(client, workdir: str, sources: list[tuple], runs: list[Run]) -> Iterator[dict]:
     from distributed import as_completed as dask_completed
 
-    trained = {item: client.submit(train, workdir, *item, 1, pure=False) for item in sources}
+    gpu = {"resources": {"GPU": 1}} if getattr(client, "taskrank_gpus", 0) else {}
+    trained = {item: client.submit(train, workdir, *item, 1, "auto", pure=False, **gpu) for item in sources}
     futures = []
     for r in runs:
         dep = trained.get((r.setting.source_recipe(), r.source, r.seed)) if r.source else None
         # the dependency makes Dask wait for the source model; its value (a path) is not needed
-        futures.append(client.submit(_after, dep, workdir, r, pure=False))
+        futures.append(client.submit(_after, dep, workdir, r, pure=False, **gpu))
     for future in dask_completed(futures):
         yield future.result()
 
 
 def _after(_dependency, workdir: str, run: Run) -> dict:
-    return execute_run(workdir, run, 1)
+    return execute_run(workdir, run, 1, "auto")
 
 
 @contextmanager
-def dask_client(cluster: str, workers: int):
-    """A Dask client: 'local' starts a LocalCluster bound to 127.0.0.1 and shuts it down after."""
+def dask_client(cluster: str, workers: int, device: str | None = "cpu"):
+    """A Dask client: 'local' starts a LocalCluster bound to 127.0.0.1 and shuts it down after; its
+    workers get one device each (with GPUs: one GPU each, and a ``GPU`` resource). A remote
+    cluster's workers use their own device ("auto": their first visible GPU, else the CPU)."""
     import dask
     from distributed import Client, LocalCluster
 
@@ -122,6 +134,8 @@ def dask_client(cluster: str, workers: int):
             client.run(_worker_init)
             yield client
         return
+    devices = worker_devices(device, workers)
+    gpus = sum(d.startswith("cuda") for d in devices)
     # Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which made torch training about
     # 1.5x slower here: unset it (None removes a variable) and pin workers to one thread.
     environ = {"MALLOC_TRIM_THRESHOLD_": None, **WORKER_ENV}
@@ -131,5 +145,9 @@ def dask_client(cluster: str, workers: int):
         "temporary-directory": scratch,
     }):
         with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                          dashboard_address="127.0.0.1:0", local_directory=scratch) as lc, Client(lc) as client:
+                          dashboard_address="127.0.0.1:0", local_directory=scratch,
+                          **({"resources": {"GPU": 1}} if gpus else {})) as lc, Client(lc) as client:
+            for address, d in zip(sorted(client.scheduler_info()["workers"]), devices):
+                client.run(set_worker_device, d, workers=[address])
+            client.taskrank_gpus = gpus
             yield client

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import TaskrankError
+
 COLUMNS = ("key", "target", "source", "seed", "setting", "metric", "value", "seconds", "config", "finished")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -31,7 +33,7 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
-class JournalError(ValueError):
+class JournalError(TaskrankError):
     """A journal that cannot be opened: not an SQLite file, not a journal, or not writable."""
 
 

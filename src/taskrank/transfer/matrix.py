@@ -36,7 +36,6 @@ __all__ = [
     "read_taskweb_runs",
     "import_taskweb",
     "gold_scores",
-    "plot_heatmap",
 ]
 
 RUN_COLUMNS = ["target", "source", "seed", "setting", "metric", "value"]
@@ -328,43 +327,3 @@ def gold_scores(pairs: pd.DataFrame, target: str, by: str = "score", setting: st
     s = d.set_index("source")[by].astype(float).dropna()
     s.index.name, s.name = "source", by
     return s.sort_index()
-
-
-def plot_heatmap(pairs: pd.DataFrame, path, value: str = "PC", setting: str | None = None, title: str | None = None) -> Path:
-    """Write a PNG heatmap: targets as rows, sources as columns, missing pairs grey.
-
-    A diverging colour scale centred on 0 (the signs of PC/score matter); Agg canvas, so no
-    display and no change to the global matplotlib backend.
-    """
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    if value not in pairs.columns:
-        raise ValueError(f"pair table has no column {value!r}")
-    if pairs.empty:
-        raise ValueError("pair table is empty: no (target, source) pair has results yet")
-    settings = pairs["setting"].unique().tolist()
-    if setting is None and len(settings) > 1:
-        raise ValueError(f"pair table holds several settings {settings}; pass setting=")
-    d = pairs if setting is None else pairs[pairs["setting"] == setting]
-    m = d.pivot_table(index="target", columns="source", values=value, aggfunc="first", dropna=False)
-    m = m.sort_index().sort_index(axis=1)
-    a = m.to_numpy(dtype=float)
-    lim = float(np.nanmax(np.abs(a))) if np.isfinite(a).any() else 0.0
-    lim = lim if lim > 0 else 1.0
-    fig = Figure(figsize=(0.35 * a.shape[1] + 3, 0.35 * a.shape[0] + 2))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    cmap = colormaps["RdBu"].with_extremes(bad="0.8")  # missing pairs grey, not "0"
-    im = ax.imshow(np.ma.masked_invalid(a), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
-    ax.set_xticks(range(a.shape[1]), m.columns, rotation=90, fontsize=7)
-    ax.set_yticks(range(a.shape[0]), m.index, fontsize=7)
-    ax.set_xlabel("source")
-    ax.set_ylabel("target")
-    ax.set_title(title or f"{value} ({setting or settings[0]})", fontsize=9)
-    fig.colorbar(im, ax=ax, label=value)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    return path

@@ -2,7 +2,9 @@
 
 A source -> target run trains the base encoder on the source (once per source and seed, saved and
 reused for every target), then continues on the target with a fresh head and scores the target's
-validation sample with the target's metric. Runs are identified by a hash of everything that
+validation sample with the target's metric. With prefix or prompt tuning the encoder stays the base
+one and what transfers is the prompt: the target's prefix or soft prompt starts from the source's
+trained one (2407.16245's prompt transfer) instead of from the vocabulary. Runs are identified by a hash of everything that
 determines them, so a grid can be re-run, extended or resumed without repeating work.
 """
 
@@ -13,10 +15,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, config_hash, load_ref, model_dir, train
-from ..models import BaseModel, set_threads
+from ..models import BaseModel, resolve, set_threads
 from ..task_metrics import task_metric
 from ..tasks import Task, TaskError
-from ..tuning import TuningConfig, check_trainable, evaluate, fine_tune, load_encoder_state
+from ..tuning import (
+    PROMPT_METHODS, TuningConfig, check_trainable, evaluate, fine_tune, load_encoder_state, load_prompt_state,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class TransferSetting:
     @property
     def name(self) -> str:
         """The `setting` column of results, e.g. 'all-MiniLM-L6-v2/full'."""
-        return f"{BaseModel(self.model).model_id.rsplit('/', 1)[-1]}/{self.method}"
+        return f"{resolve(self.model)[0].rsplit('/', 1)[-1]}/{self.method}"
 
     def source_recipe(self) -> SourceRecipe:
         """What determines an intermediate source model (not the target-side settings)."""
@@ -62,8 +66,11 @@ class Run:
 
     @property
     def key(self) -> str:
-        return config_hash({"setting": asdict(self.setting), "target": self.target.fingerprint,
-                      "source": self.source.fingerprint if self.source else "", "seed": self.seed})
+        key = {"setting": asdict(self.setting), "target": self.target.fingerprint,
+               "source": self.source.fingerprint if self.source else "", "seed": self.seed}
+        if self.source is not None and self.setting.method in PROMPT_METHODS:
+            key["init"] = "source-prompt"  # earlier prompt 'transfers' started from the vocabulary: not these runs
+        return config_hash(key)
 
 
 def plan(tasks: list[Task], seeds: list[int], setting: TransferSetting,
@@ -99,19 +106,29 @@ def target_frames(target: Task, setting: TransferSetting):
     return rest.iloc[:setting.target_examples].reset_index(drop=True), shuffled.iloc[:held].reset_index(drop=True)
 
 
-def execute_run(workdir: str | Path, run: Run, threads: int | None = None) -> dict:
-    """One baseline or transfer run; returns the journal row."""
+def source_start(workdir: str | Path, run: Run, threads: int | None = None, device: str = "cpu") -> dict:
+    """What the target's training starts from (``fine_tune`` keywords): nothing for a baseline; the
+    source model's encoder (full, LoRA merged, BitFit); for prefix/prompt tuning also its prompt."""
+    if run.source is None:
+        return {}
+    directory = train(workdir, run.setting.source_recipe(), run.source, run.seed, threads, device)
+    start = {"encoder_state": load_encoder_state(directory)}
+    if run.setting.method in PROMPT_METHODS:
+        start["prompt_state"] = load_prompt_state(directory)
+    return start
+
+
+def execute_run(workdir: str | Path, run: Run, threads: int | None = None, device: str = "cpu") -> dict:
+    """One baseline or transfer run on ``device`` (not part of the run's key); returns the journal row."""
     set_threads(threads)
     start = time.time()
     target = load_ref(run.target)
     setting = run.setting
-    state = None
-    if run.source is not None:
-        state = load_encoder_state(train(workdir, setting.source_recipe(), run.source, run.seed, threads))
-    base = BaseModel(setting.model, max_length=setting.max_length)
+    start_from = source_start(workdir, run, threads, device)
+    base = BaseModel(setting.model, max_length=setting.max_length, device=device)
     config = setting.target_tuning(run.seed)
     train_frame, eval_frame = target_frames(target, setting)
-    result = fine_tune(base, target, config, train=train_frame, encoder_state=state)
+    result = fine_tune(base, target, config, train=train_frame, **start_from)
     value = evaluate(base, target, result.model, eval_frame, config)
     return {
         "key": run.key, "target": run.target.name, "source": run.source.name if run.source else "",

@@ -1,15 +1,4 @@
-"""Judge source rankings against a transfer matrix: every metric, per target and averaged, with
-confidence intervals.
-
-Inputs
-  * gold: a transfer matrix — a pair table (``matrix.csv`` of ``taskrank transfer export``), a
-    runs table (``runs.csv``: per-seed runs, from which the pair table is computed and which
-    also gives seed intervals), or TaskWeb's release (:func:`taskrank.transfer.matrix.import_taskweb`).
-    The gold *order* of a target's sources comes from column ``by`` (default ``score``, TaskWeb's
-    pair score 0.5·PC + 0.5·(0.2·PM − 0.1)); the target performance after transfer from ``perf``
-    (default ``mean``); the no-transfer ``baseline`` joins the candidates of ESM's Regret.
-  * predictions: a table ``method, target, source, score`` (higher = better source), from
-    estimators run on a pool (:func:`pool_predictions`) or from CSV files (:func:`read_predictions`).
+"""Every metric of every method, per target and averaged over targets, with confidence intervals.
 
 For each target the sources judged are the matrix's sources with a gold value, intersected with
 the pool's tasks when predictions come from a pool. Every method must score all of them (an error
@@ -37,257 +26,17 @@ import json
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import metrics
-from .transfer.matrix import PAIR_COLUMNS, RUN_COLUMNS, import_taskweb, pair_table
-
-__all__ = [
-    "RANDOM",
-    "EvaluationError",
-    "Gold",
-    "Evaluation",
-    "load_gold",
-    "read_predictions",
-    "pool_predictions",
-    "evaluate_predictions",
-    "read_evaluation",
-    "metric_order",
-    "is_scaled",
-]
+from .. import metrics
+from .gold import EvaluationError, Gold, read_csv
+from .predictions import read_predictions
 
 RANDOM = "random (expected)"
-NUMERIC_PAIR = ["n_seeds", "n_paired", "mean", "std", "baseline", "PC", "PM", "score"]
-
-
-class EvaluationError(ValueError):
-    """Inputs that cannot be evaluated together; the message says which file, target or source."""
-
-
-# ----------------------------------------------------------------------------- gold
-
-
-def _read_csv(path: Path, numeric: Iterable[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise EvaluationError(f"{path}: no such file")
-    try:
-        return pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric})
-    except (ValueError, UnicodeDecodeError) as e:
-        raise EvaluationError(f"{path}: cannot be read as CSV ({str(e).splitlines()[0]})") from None
-
-
-def _one_setting(df: pd.DataFrame, setting: str | None, where: str) -> pd.DataFrame:
-    if "setting" not in df.columns:
-        return df.assign(setting=setting or "")
-    settings = sorted(df["setting"].astype(str).unique().tolist())
-    if setting is None:
-        if len(settings) > 1:
-            raise EvaluationError(f"{where}: holds several settings {settings}; pick one with --setting")
-        return df
-    if setting not in settings:
-        raise EvaluationError(f"{where}: no setting {setting!r}; has {settings}")
-    return df[df["setting"].astype(str) == setting]
-
-
-@dataclass
-class Gold:
-    """The ground truth of one setting: a pair table and, where known, the per-seed runs."""
-
-    pairs: pd.DataFrame
-    runs: pd.DataFrame | None = None
-    by: str = "score"
-    perf: str = "mean"
-    origin: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self):
-        for col in (self.by, self.perf):
-            if col not in self.pairs.columns:
-                raise EvaluationError(f"{self.origin}: matrix has no column {col!r}; have {list(self.pairs.columns)}")
-        self.pairs = self.pairs[self.pairs["source"].astype(str) != ""].copy()
-        self.pairs["source"] = self.pairs["source"].astype(str)
-        self.pairs["target"] = self.pairs["target"].astype(str)
-
-    @property
-    def setting(self) -> str:
-        return str(self.pairs["setting"].iloc[0]) if len(self.pairs) else ""
-
-    @property
-    def targets(self) -> list[str]:
-        """Targets with at least two sources that have a gold value and a performance."""
-        ok = self.pairs.dropna(subset=[self.by, self.perf])
-        n = ok.groupby("target")["source"].nunique()
-        return sorted(n[n >= 2].index.tolist())
-
-    def target(self, name: str, pairs: pd.DataFrame | None = None):
-        """(gold Series, perf Series, baseline or None) of one target, by source."""
-        d = (self.pairs if pairs is None else pairs)
-        d = d[d["target"] == name].dropna(subset=[self.by, self.perf]).set_index("source").sort_index()
-        base = d["baseline"].dropna() if "baseline" in d.columns else pd.Series(dtype=float)
-        baseline = float(base.iloc[0]) if len(base) else None
-        return d[self.by].astype(float), d[self.perf].astype(float), baseline
-
-    @property
-    def seeds(self) -> list[int]:
-        if self.runs is None:
-            return []
-        return sorted(self.runs["seed"].astype(int).unique().tolist())
-
-    def resampled(self, seeds: Sequence[int]) -> pd.DataFrame:
-        """The pair table recomputed from the given seeds (repeats allowed: a bootstrap draw)."""
-        if self.runs is None:
-            raise EvaluationError("no per-seed runs: seed resampling needs a runs table")
-        parts = [self.runs[self.runs["seed"] == s].assign(seed=j) for j, s in enumerate(seeds)]
-        return pair_table(pd.concat(parts, ignore_index=True))
-
-
-def _mtime(path: Path) -> float:
-    files = [p for p in (path / "transfer_matrix.csv", path / "raw_per_seed_results.csv") if p.exists()]
-    return max((p.stat().st_mtime for p in files), default=0.0)
-
-
-@lru_cache(maxsize=4)
-def _taskweb(path: str, mtime: float, model, adaptation) -> pd.DataFrame:
-    """TaskWeb's import takes seconds; keep the last few in this process (keyed by file times)."""
-    return import_taskweb(path, model, adaptation)
-
-
-def load_gold(
-    matrix: str | Path | None = None,
-    taskweb: str | Path | None = None,
-    model: str | None = "t5l",
-    adaptation: str | None = "finetune",
-    runs: str | Path | None = None,
-    setting: str | None = None,
-    by: str = "score",
-    perf: str = "mean",
-) -> Gold:
-    """Ground truth from a matrix/runs CSV or TaskWeb's release (exactly one of the two)."""
-    if (matrix is None) == (taskweb is None):
-        raise EvaluationError("give a transfer matrix (--matrix CSV) or TaskWeb's release (--taskweb PATH), not both")
-    notes: list[str] = []
-    run_table = None
-    if taskweb is not None:
-        path = Path(taskweb)
-        if not path.exists():
-            raise EvaluationError(f"{path}: no such TaskWeb release")
-        try:
-            pairs = _taskweb(str(path.resolve()), _mtime(path), model, adaptation).copy()
-        except (FileNotFoundError, ValueError) as e:
-            raise EvaluationError(str(e)) from None
-        origin = f"TaskWeb release {path}"
-        notes.append("TaskWeb's release has no target-only runs per seed: no seed intervals")
-    else:
-        path = Path(matrix)
-        head = _read_csv(path, ["value", *NUMERIC_PAIR])
-        origin = str(path)
-        if {"seed", "value"} <= set(head.columns):
-            missing = [c for c in RUN_COLUMNS if c not in head.columns]
-            if missing:
-                raise EvaluationError(f"{path}: runs table lacks columns {missing}")
-            run_table = _one_setting(head, setting, str(path))
-            try:
-                pairs = pair_table(run_table)
-            except ValueError as e:
-                raise EvaluationError(f"{path}: {e}") from None
-        else:
-            missing = [c for c in ("target", "source", by, perf) if c not in head.columns]
-            if missing:
-                raise EvaluationError(f"{path}: not a pair table (lacks {missing}; expected {PAIR_COLUMNS})")
-            pairs = head
-    pairs = _one_setting(pairs, setting, origin)
-    if runs is not None:
-        if run_table is not None:
-            raise EvaluationError("--runs is for a pair-table matrix; the matrix given is already a runs table")
-        r = _read_csv(Path(runs), ["value"])
-        run_table = _one_setting(r, setting or (str(pairs["setting"].iloc[0]) if len(pairs) else None), str(runs))
-    if run_table is not None:
-        run_table = run_table[RUN_COLUMNS].copy()
-        run_table["source"] = run_table["source"].fillna("").astype(str)
-        if not (run_table["source"] == "").any():
-            notes.append("the runs have no target-only baselines: no seed intervals")
-            run_table = None
-    if pairs.empty:
-        raise EvaluationError(f"{origin}: the transfer matrix is empty")
-    return Gold(pairs.reset_index(drop=True), run_table, by, perf, origin, notes)
-
-
-# ----------------------------------------------------------------------------- predictions
-
-
-def read_predictions(path: str | Path, method: str | None = None) -> pd.DataFrame:
-    """A predictions CSV (target, source, score[, method]) as method, target, source, score.
-
-    Without a ``method`` column the method is named ``method`` or the file's stem.
-    """
-    path = Path(path)
-    df = _read_csv(path, ["score"])
-    missing = [c for c in ("target", "source", "score") if c not in df.columns]
-    if missing:
-        raise EvaluationError(f"{path}: predictions lack columns {missing}; need target, source, score")
-    if df["score"].isna().any():
-        row = int(np.flatnonzero(df["score"].isna().to_numpy())[0])
-        raise EvaluationError(f"{path}: empty or non-numeric score in row {row + 2}")
-    try:
-        score = pd.to_numeric(df["score"], errors="raise").astype(float)
-    except (ValueError, TypeError):
-        bad = pd.to_numeric(df["score"], errors="coerce").isna()
-        raise EvaluationError(f"{path}: non-numeric score {df.loc[bad, 'score'].iloc[0]!r}") from None
-    out = pd.DataFrame({
-        "method": df["method"].astype(str) if "method" in df.columns and method is None else (method or path.stem),
-        "target": df["target"].astype(str), "source": df["source"].astype(str), "score": score,
-    })
-    dup = out.duplicated(["method", "target", "source"], keep=False)
-    if dup.any():
-        raise EvaluationError(f"{path}: repeated (target, source) rows "
-                              f"{out.loc[dup, ['target', 'source']].drop_duplicates().values.tolist()[:5]}")
-    return out
-
-
-def pool_predictions(methods: Sequence[str], pool, tasks_folder: str | Path | None, targets: Sequence[str],
-                     model=None, cache=None, load=None) -> tuple[pd.DataFrame, dict[str, list[str]]]:
-    """Score every pool task (except the target) for each target with each method (with the pool's
-    ``method_params``); a source a method is not defined for ranks last.
-
-    The target's data comes from ``tasks_folder/<target>`` (the target-side artefact needs it), or
-    from ``load(name)`` when given (e.g. :func:`taskrank.taskweb.load_taskweb_task`).
-    Returns the predictions and, per target, the pool's candidate sources. All pool tasks are
-    scored, as ``taskrank rank`` does, so composites (TaskShop pivots, ensemble z-scores) see the
-    same pool as a ranking would; evaluation then keeps the sources that have gold.
-    """
-    from .progress import track
-    from .ranking import score_sources
-    from .tasks import load_task
-
-    folder = Path(tasks_folder) if tasks_folder is not None else None
-    estimators = [pool.estimator(m, model=model) for m in methods]
-    rows, candidates = [], {}
-    for target in track(list(targets), description="evaluate: scoring", total=len(targets)):
-        if load is not None:
-            task = load(target)
-        else:
-            path = folder / target
-            if not path.exists():
-                raise EvaluationError(f"target '{target}': no task folder {path} (the target side needs its data; "
-                                      "--tasks names the folder of task folders)")
-            task = load_task(path)
-        keep = [t for t in pool.tasks if t["name"] != target and t["fingerprint"] != task.fingerprint]
-        candidates[target] = [t["name"] for t in keep]
-        for name, est in zip(methods, estimators):
-            scores = score_sources(task, pool, est, keep, cache)
-            # a source the method is not defined for (NaN) ranks last, as in `taskrank rank`
-            scores = np.where(np.isnan(scores), np.nanmin(scores) - 1.0 if np.isfinite(scores).any() else 0.0, scores)
-            rows += [{"method": name, "target": target, "source": t["name"], "score": float(s)}
-                     for t, s in zip(keep, scores)]
-    return pd.DataFrame(rows, columns=["method", "target", "source", "score"]), candidates
-
-
-# ----------------------------------------------------------------------------- evaluation
 
 
 def metric_order(ks: Sequence[int]) -> list[str]:
@@ -403,7 +152,7 @@ def _interval(values: np.ndarray, level: float) -> tuple[float, float]:
     return float(np.quantile(v, a)), float(np.quantile(v, 1 - a))
 
 
-def _target_bootstrap(per_target: pd.DataFrame, names: list[str], boot: int, seed: int, level: float) -> pd.DataFrame:
+def target_bootstrap(per_target: pd.DataFrame, names: list[str], boot: int, seed: int, level: float) -> pd.DataFrame:
     targets = sorted(per_target["target"].unique())
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(targets), size=(boot, len(targets))) if boot > 0 and targets else None
@@ -509,7 +258,7 @@ def evaluate_predictions(
     per_target = _per_target(gold, preds, methods, sources, ks, regret_baseline, pred_index=pred_index)
     names = [m for m in metric_order(ks) if m in per_target.columns]
     per_target = per_target[["method", "target", "n_sources", *names]]
-    summary = _target_bootstrap(per_target, names, boot, seed, level)
+    summary = target_bootstrap(per_target, names, boot, seed, level)
     seeds = _seed_bootstrap(gold, preds, methods, sources, ks, regret_baseline, names, seed_boot, seed, level, pred_index)
     if seeds is not None:
         summary = summary.merge(seeds, on=["method", "metric"], how="left")
@@ -523,9 +272,6 @@ def evaluate_predictions(
         "seeds": gold.seeds if seeds is not None else [], "level": level, "seed": seed, "notes": list(gold.notes),
     }
     return Evaluation(per_target.reset_index(drop=True), summary, judged.reset_index(drop=True), meta)
-
-
-# ----------------------------------------------------------------------------- reading back
 
 
 def read_evaluation(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
@@ -542,7 +288,7 @@ def read_evaluation(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None
         preds = pd.DataFrame(data["predictions"]) if data.get("predictions") else None
         meta = data.get("meta", {})
     else:
-        tidy = _read_csv(path, ["value", "n", "boot_lo", "boot_hi", "seed_lo", "seed_hi"])
+        tidy = read_csv(path, ["value", "n", "boot_lo", "boot_hi", "seed_lo", "seed_hi"])
         side = path.with_name(f"{path.stem}.predictions.csv")
         preds = read_predictions(side) if side.is_file() else None
         meta = {"percent": bool((tidy.get("unit") == "x100").any()) if "unit" in tidy else True}

@@ -148,9 +148,9 @@ def bench_transfer(model: str, device, args, root: Path) -> dict:
     folder = root / f"grid-{device.type}"
     for i, name in enumerate(("alpha", "beta", "gamma")):
         write_task(folder, name, args.grid_examples, 10 + i)
-    setting = TransferSetting(model=model, source_examples=args.grid_examples, target_examples=args.grid_examples,
-                              eval_examples=max(args.grid_examples // 4, 6), source_epochs=1,
-                              max_length=args.max_length)
+    setting = TransferSetting.flat(model=model, source_examples=args.grid_examples, target_examples=args.grid_examples,
+                                   eval_examples=max(args.grid_examples // 4, 6), source_epochs=1,
+                                   max_length=args.max_length)
     runs = plan(load_task_folder(folder), [0], setting)
     start = time.perf_counter()
     done = run_grid(runs, Journal(folder / "journal.sqlite"), folder / "work", device=str(device))

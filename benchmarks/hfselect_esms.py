@@ -13,8 +13,9 @@ the ESM paper fine-tunes before it), and hfselect's own ``create_embedding_datas
 the pooling from the model's *name*: loaded from its package folder the model is a BERT without
 "sentence-transformers" in its name, so hfselect uses the pooler output; the same files under a
 folder named ``sentence-transformers/all-MiniLM-L6-v2`` get mean pooling. Both variants are made.
-hfselect's ``compute_scores`` then scores two targets (mr, wnli: pairs) of 300 rows each, and its
-base-model target embeddings are saved.
+hfselect's ``compute_scores`` then scores two targets (mr, wnli: pairs) of 500 rows each (N > d:
+where N < d hfselect's LogME computes another quantity), and its base-model target embeddings are
+saved. A rerun resumes: fine-tuned models and ESMs already in ``--work`` are kept.
 
 ``taskrank``: ``taskrank pool import-esms`` makes one pool per variant; ``taskrank rank --method
 esm-logme`` scores the same target rows. Written: ``benchmarks/results/hfselect_esms.json``.
@@ -34,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "tasks"
 SOURCES = ("sst2", "trec", "rte")
 TARGETS = ("mr", "wnli")
-N_SOURCE, N_TARGET = 200, 300
+N_SOURCE, N_TARGET = 200, 500  # N_TARGET > d = 384: where N < D hfselect's LogME is another quantity (see logme.py)
 RESULT = ROOT / "benchmarks" / "results" / "hfselect_esms.json"
 
 
@@ -92,7 +93,9 @@ def phase_hfselect(work: Path) -> None:
                        metadata=metadata)
 
     start = time.time()
-    for task in SOURCES:  # one fine-tuned model per source, saved under both names
+    for task in SOURCES:  # one fine-tuned model per source, saved under both names (kept: a rerun resumes)
+        if all((work / sub / f"{task}-tuned" / "model.safetensors").exists() for sub in ("tuned", "sentence-transformers")):
+            continue
         data = dataset(task, N_SOURCE)
         model = BertForSequenceClassification.from_pretrained(base_path, num_labels=data.label_dim)
         optimiser = torch.optim.AdamW(model.parameters(), lr=5e-5)
@@ -117,9 +120,10 @@ def phase_hfselect(work: Path) -> None:
             tuned = AutoModel.from_pretrained(tuned_dir).eval()
             meta = {"task_id": task, "text_column": "text_a,text_b" if task == "rte" else "text",
                     "label_column": "label", "task_split": "train", "num_examples": N_SOURCE, "seed": 0}
-            emb = create_embedding_dataset(dataset(task, N_SOURCE, meta), base, tuned, tokenizer)
-            emb.metadata["base_model_name"] = str(path)  # as hfselect records it (name_or_path)
-            esm = ESMTrainer().train_with_embeddings(emb, output_dir=str(work / "esms" / variant / task), verbose=0)
+            if not (work / "esms" / variant / task / "model.safetensors").exists():
+                emb = create_embedding_dataset(dataset(task, N_SOURCE, meta), base, tuned, tokenizer)
+                emb.metadata["base_model_name"] = str(path)  # as hfselect records it (name_or_path)
+                ESMTrainer().train_with_embeddings(emb, output_dir=str(work / "esms" / variant / task), verbose=0)
             esms.append(ESM.from_pretrained(str(work / "esms" / variant / task)))
         scores = {}
         for target in TARGETS:

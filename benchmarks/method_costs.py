@@ -364,6 +364,92 @@ def ratios(rows: list[dict]) -> dict:
     return out
 
 
+def figure(csv_path: Path, png_path: Path) -> Path:
+    """Quality versus cost, one point per method, from the committed CSV only: x = the per-target
+    cost of ranking the pool (cold cache, wall seconds, log axis), y = NDCG on TaskWeb-22 (the gold
+    that separates methods: transfer17's split-seed ceiling is near random) with its 95% bootstrap
+    interval over targets.  Methods without a TaskWeb-22 score (logme/leep/nce: TaskWeb-22 ships
+    no fine-tuned source models) are listed under the plot with their cost."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    scored = [r for r in rows if r["ndcg_taskweb22"] and r["per_target_cold_s"]]
+    unscored = [r for r in rows if not r["ndcg_taskweb22"] and r["per_target_cold_s"]]
+    groups = {  # colour by what a method needs per target, as the table in the README
+        "base-model embeddings / tokenizer / nothing": "#4c72b0",
+        "a fine-tuned source model (ESM-LogME: its map)": "#dd8452",
+        "tunes the target (TuPaTE, TaskEmb, prompts)": "#55a868",
+    }
+
+    def group(r: dict) -> str:
+        if r["fine_tuned_model"] == "True" or "fine-tuned" in r["needs"]:
+            return list(groups)[1]
+        return list(groups)[2] if "tuning" in r["needs"] else list(groups)[0]
+
+    fig = Figure(figsize=(10, 6.4))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes([0.07, 0.16, 0.91, 0.78])
+    random_ndcg = next((float(r["ndcg_taskweb22"]) for r in scored if r["method"] == "random"), None)
+    if random_ndcg is not None:
+        ax.axhline(random_ndcg, color="0.6", lw=1, ls="--", zorder=0)
+        ax.text(8e3, random_ndcg + 0.4, "random's NDCG", color="0.45", fontsize=8, ha="right")
+    for name, colour in groups.items():
+        mine = [r for r in scored if group(r) == name]
+        if not mine:
+            continue
+        x = np.array([float(r["per_target_cold_s"]) for r in mine])
+        y = np.array([float(r["ndcg_taskweb22"]) for r in mine])
+        err = np.array([[yy - float(r["ndcg_taskweb22_lo"]), float(r["ndcg_taskweb22_hi"]) - yy]
+                        for r, yy in zip(mine, y)]).T
+        ax.errorbar(x, y, yerr=err, fmt="o", color=colour, ecolor=colour, elinewidth=1, capsize=2, alpha=0.9,
+                    label=name, ms=5)
+    floor = 35.0
+    if unscored:  # their cost, at the bottom: no TaskWeb-22 NDCG to place them by
+        xs = [float(r["per_target_cold_s"]) for r in unscored]
+        ax.plot(xs, [floor + 0.8] * len(xs), "x", color=groups[list(groups)[1]], ms=7,
+                label="runs every fine-tuned source model (no TaskWeb-22 score: cost only)")
+    # labels: each to the right of its point, moved up or down (with a leader line) where it would
+    # overlap a label already placed; widths estimated in decades of the log axis
+    boxes: list[tuple[float, float, float]] = []  # (x0, x1, y) in (log10 s, NDCG)
+    points = [(r["method"], float(r["per_target_cold_s"]), float(r["ndcg_taskweb22"])) for r in scored]
+    if unscored:
+        ax.annotate(", ".join(f"{r['method']} {float(r['per_target_cold_s']):.0f} s" for r in unscored),
+                    (min(xs), floor + 0.8), xytext=(-8, -3), textcoords="offset points", ha="right", fontsize=7.5,
+                    color="0.15")
+    for label, x, y in sorted(points, key=lambda p: -p[2]):
+        x0 = np.log10(x) + 0.06
+        x1 = x0 + 0.052 * len(label)
+        for dy in (0, -1.3, 1.3, -2.6, 2.6, -3.9, 3.9, -5.2, 5.2):
+            if not any(x0 < bx1 and bx0 < x1 and abs(y + dy - by) < 1.15 for bx0, bx1, by in boxes):
+                break
+        boxes.append((x0, x1, y + dy))
+        ax.annotate(label, (x, y), xytext=(10 ** x0, y + dy - 0.35), textcoords="data", fontsize=7.5, color="0.15",
+                    arrowprops=dict(arrowstyle="-", color="0.6", lw=0.6) if dy else None)
+    ax.set_ylim(floor, None)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1e4)
+    ax.set_xlabel("per-target cost: ranking the 17-source default pool, cold cache (wall s, 1 thread, log scale)")
+    ax.set_ylabel("NDCG on TaskWeb-22 (95% interval over targets)")
+    ax.set_title("What each method costs and what it gets (benchmarks/results/method_costs.csv)", fontsize=10)
+    ax.grid(True, which="major", color="0.9")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    by = {r["method"]: r for r in rows}
+    note = "One-time per-source costs (pool build) are in the README's table."
+    if "esm-logme" in by and "logme" in by and by["logme"]["per_target_cold_s"]:
+        e, m = by["esm-logme"], by["logme"]
+        t_e, t_m = float(e["per_target_cold_s"]), float(m["per_target_cold_s"])
+        b_e, b_m = float(e["disk_per_source_bytes"]), float(m["disk_per_source_bytes"])
+        note += (f" ESM-LogME vs LogME: {t_e:.1f} vs {t_m:.0f} s per target ({t_m / t_e:.0f}x), "
+                 f"{b_e / 1e6:.2f} vs {b_m / 1e6:.1f} MB per source ({b_m / b_e:.0f}x).")
+    fig.text(0.07, 0.04, note, fontsize=8, color="0.3")
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png_path, dpi=130)
+    return png_path
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,9 +469,15 @@ def main(argv=None) -> int:
     p.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "taskrank-method-costs"))
     p.add_argument("--out-dir", default=str(HERE / "results"))
     p.add_argument("--name", default="method_costs", help="output file stem")
+    p.add_argument("--figure", action="store_true",
+                   help="only draw results/<name>.png (quality vs cost) from the committed results/<name>.csv")
     p.add_argument("--child", choices=["build", "target"], help=argparse.SUPPRESS)
     p.add_argument("--child-arg", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.figure:
+        out_dir = Path(args.out_dir)
+        print(f"wrote {figure(out_dir / f'{args.name}.csv', out_dir / f'{args.name}.png')}")
+        return 0
 
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)

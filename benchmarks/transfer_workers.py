@@ -26,7 +26,7 @@ from taskrank.transfer.journal import Journal  # noqa: E402
 from taskrank.transfer.runner import TransferSetting, plan  # noqa: E402
 
 TASKS = ("cr", "trec", "tweeteval-hate", "tweeteval-stance-climate")
-SETTING = TransferSetting(source_examples=64, source_epochs=1, target_examples=64, eval_examples=32, max_length=64)
+SETTING = TransferSetting.flat(source_examples=64, source_epochs=1, target_examples=64, eval_examples=32, max_length=64)
 
 
 def cut(src: Path, dst: Path) -> Path:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from taskrank.cli import app
 from taskrank.estimators import get_estimator
 from taskrank.pool import Pool
+from taskrank.recipe import SOURCE
 from taskrank.store import Artefact, ArtefactError, Store, default_cache
 from taskrank.tasks import TaskError, load_task
 from taskrank.transfer.journal import Journal
@@ -249,6 +250,7 @@ def test_corrupt_cache_entry_is_rebuilt_by_rank(isolated_cache):
     (["--source-examples", "-5"], ["--source-examples must be 1 or more, not -5"]),
     (["--batch-size", "0"], ["--batch-size must be 1 or more"]),
     (["--target-lr", "0"], ["--target-lr must be more than 0"]),
+    (["--method", "adapter"], ["tuning method 'adapter'", "full, bitfit, lora"]),
     (["--model", "/nonexistent/../" + "x" * 3], []),
 ])
 def test_transfer_run_options_before_any_run(work, args, words):
@@ -432,7 +434,7 @@ def test_fine_tuning_a_source_model_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(finetuned, "fine_tune", lambda *a, **k: SimpleNamespace(model=None, history=[{"loss": 0.1}]))
     monkeypatch.setattr(finetuned, "save_encoder", save)
     monkeypatch.delenv("TASKRANK_QUIET", raising=False)
-    recipe = finetuned.SourceRecipe(source_examples=10)
+    recipe = finetuned.SourceRecipe(training=SOURCE.but(examples=10))
     finetuned.train(tmp_path / "w", recipe, finetuned.TaskRef.of(task), seed=3, threads=1)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fine-tuning the source model of 'src'" in err[0] and "seed 3" in err[0]
@@ -440,6 +442,20 @@ def test_fine_tuning_a_source_model_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TASKRANK_QUIET", "1")
     finetuned.train(tmp_path / "w", recipe, finetuned.TaskRef.of(task), seed=4, threads=1)  # quiet: silent
     assert capsys.readouterr().err == ""
+
+
+def test_long_commands_outside_a_terminal_print_one_line_per_finished_unit(work, monkeypatch):
+    """A log file gets no progress bar: ``pool build`` says each task, ``evaluate`` each target."""
+    monkeypatch.delenv("TASKRANK_QUIET", raising=False)
+    r = invoke("pool", "build", work.tasks, "--out", work.out / "pool", "--method", "size")
+    assert r.exit_code == 0, r.stderr
+    assert [f"pool build {i}/4: {t}" for i, t in enumerate(TASKS, 1)] == [
+        line for line in r.stderr.splitlines() if line.startswith("pool build")]
+    r = invoke("evaluate", "--matrix", work.runs, "--pool", work.out / "pool", "--method", "size", "--tasks", work.tasks,
+               "--boot", 0, "--seed-boot", 0, "--format", "json")
+    assert r.exit_code == 0, r.stderr
+    assert [f"evaluate: scoring {i}/4: {t}" for i, t in enumerate(TASKS, 1)] == [
+        line for line in r.stderr.splitlines() if line.startswith("evaluate: scoring")]
 
 
 @pytest.mark.parametrize("args", [["rank", "--target", "someone/no-such-dataset", "--method", "size"],

@@ -7,7 +7,7 @@ from taskrank.estimators import get_estimator
 from taskrank.estimators.esm import tuned_encoder
 from taskrank.estimators.frozen import FrozenTransfer, head_score, logistic_head, target_rows
 from taskrank.estimators.source_models import LogmeEstimator
-from taskrank.tasks import load_task_folder
+from taskrank.tasks import Task, load_task_folder
 
 RECIPE = dict(source_examples=24, source_epochs=1, max_length=32, target_examples=40, eval_examples=30)
 
@@ -81,6 +81,7 @@ def test_scores_are_held_out_accuracy_of_a_head_on_the_frozen_source_model(tiny,
 def test_a_target_with_nothing_to_hold_out_is_refused(tiny):
     from taskrank.errors import TaskrankError
 
-    small = tiny["cr"].with_train(tiny["cr"].split("train").iloc[:4])
+    cr = tiny["cr"]
+    small = Task(cr.spec, {**cr.splits, "train": cr.split("train").iloc[:4]}, cr.origin)
     with pytest.raises(TaskrankError, match="too few rows to hold some out"):
         FrozenTransfer(**RECIPE).prepare_target(small)

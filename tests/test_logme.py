@@ -314,3 +314,63 @@ def profile_max_evidence(f, y):
     bounds = (grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)])
     r = optimize.minimize_scalar(neg, bounds=bounds, method="bounded", options=dict(xatol=1e-12))
     return -min(r.fun, neg(grid[i]))
+
+
+# ---------------------------------------------------------------------------------------------
+# the per-target factor and the per-map reduction
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["full-rank:QR", "rank-deficient:SVD"])
+@pytest.mark.parametrize("ones", [True, False])
+def test_target_factor_reproduces_the_gram_statistics(duplicate, ones):
+    """R^T R = G^T G, R^T q = G^T y and |y|^2 = |q|^2 + rest, for G = [F, 1] or F: what every map's
+    B B^T and B q rest on.  Full column rank takes the QR path (R upper triangular), a duplicated
+    column the SVD path (r < dg)."""
+    from taskrank.estimators.logme import _as_targets, _target_factor
+
+    rng = np.random.default_rng(5)
+    f, labels = blobs(rng, 60, 8, 3, signal=0.5, flip=0.1)
+    if duplicate:
+        f[:, 7] = f[:, 2]
+    y = _as_targets(labels, 60, False)
+    rfac, q, rest, triangular = _target_factor(f, y, ones)
+    g = np.hstack([f, np.ones((60, 1))]) if ones else f
+    assert triangular is (not duplicate)
+    assert rfac.shape[0] == g.shape[1] - duplicate
+    if triangular:
+        np.testing.assert_array_equal(rfac, np.triu(rfac))
+    np.testing.assert_allclose(rfac.T @ rfac, g.T @ g, rtol=0, atol=1e-11 * np.abs(g.T @ g).max())
+    np.testing.assert_allclose(rfac.T @ q, g.T @ y, rtol=0, atol=1e-11 * np.abs(g.T @ y).max())
+    np.testing.assert_allclose((q * q).sum(0) + rest, (y * y).sum(0), rtol=1e-12)
+    w = np.eye(8)[None] + 0.2 * rng.standard_normal((3, 8, 8))
+    b = 0.1 * rng.standard_normal((3, 8)) if ones else None
+    got = score_linear_maps(f, labels, w, b, threads=1)
+    want = [logme(f @ w[i].T + (b[i] if ones else 0.0), labels) for i in range(3)]
+    np.testing.assert_allclose(got, want, rtol=1e-8, atol=0)
+
+
+def test_batched_maps_of_one_or_two_outputs():
+    """D_out <= 2 is not tridiagonalised: the 2 x 2 Gram matrix goes to the eigendecomposition."""
+    rng = np.random.default_rng(6)
+    f, y = blobs(rng, 90, 10, 3, signal=0.5, flip=0.1)
+    for d_out in (1, 2):
+        w = rng.standard_normal((5, d_out, 10))
+        b = rng.standard_normal((5, d_out))
+        for threads in (1, 2):
+            got = score_linear_maps(f, y, w, b, batch_size=2, threads=threads)
+            want = [logme(f @ w[i].T + b[i], y) for i in range(5)]
+            np.testing.assert_allclose(got, want, rtol=1e-8, atol=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batched_maps_reject_non_finite_maps(threads):
+    rng = np.random.default_rng(7)
+    f, y = blobs(rng, 60, 6, 2, signal=0.5, flip=0.1)
+    w = np.eye(6)[None] + 0.1 * rng.standard_normal((5, 6, 6))
+    b = np.zeros((5, 6))
+    w[3, 2, 1] = np.nan
+    with pytest.raises(ValueError, match="map 3 contains NaN or infinite"):
+        score_linear_maps(f, y, w, b, batch_size=2, threads=threads)
+    w[3, 2, 1], b[4, 0] = 0.0, np.inf
+    with pytest.raises(ValueError, match="map 4 contains NaN or infinite"):
+        score_linear_maps(f, y, w, b, batch_size=2, threads=threads)

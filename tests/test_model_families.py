@@ -189,9 +189,9 @@ def test_transfer_run_end_to_end_on_t5_and_gpt2(family_dirs, tmp_path):
 
     tasks = _task_folder(tmp_path / "tasks")
     for name in ("t5", "gpt2"):
-        setting = TransferSetting(model=str(family_dirs[name]), method="full", source_examples=12, target_examples=12,
-                                  eval_examples=6, source_epochs=1, max_length=MAX_LENGTH, batch_size=6,
-                                  source_lr=1e-3, target_lr=1e-3)
+        setting = TransferSetting.flat(model=str(family_dirs[name]), method="full", source_examples=12,
+                                       target_examples=12, eval_examples=6, source_epochs=1, max_length=MAX_LENGTH,
+                                       batch_size=6, source_lr=1e-3, target_lr=1e-3)
         runs = plan(load_task_folder(tasks), [0], setting, targets=["topic"])
         journal = Journal(tmp_path / f"{name}.sqlite")
         assert run_grid(runs, journal, tmp_path / f"work-{name}", device="cpu") == len(runs) == 2

@@ -77,7 +77,7 @@ def test_transfer_runs_with_multiple_choice_source_and_target(tmp_path):
     reviews = [{"text": f"a {w} film", "label": k} for k, ws in {"pos": ["good", "great"], "neg": ["bad", "awful"]}.items()
                for w in ws] * 3
     _write(tmp_path / "tasks" / "reviews", reviews, validation=False)  # scored on held-out training rows
-    setting = TransferSetting(source_examples=20, source_epochs=1, target_examples=20, target_epochs=1, eval_examples=10)
+    setting = TransferSetting.flat(source_examples=20, source_epochs=1, target_examples=20, target_epochs=1, eval_examples=10)
     runs = plan(load_task_folder(tmp_path / "tasks"), [0], setting)
     assert len(runs) == 4
     rows = [execute_run(tmp_path / "work", r) for r in runs]

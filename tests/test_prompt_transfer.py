@@ -28,8 +28,8 @@ def tiny(shared_tasks, root: Path) -> Path:
 
 @pytest.mark.parametrize("method", ["prompt", "prefix"])
 def test_target_prompt_starts_from_the_source_prompt(shared_tasks, tmp_path, method):
-    setting = TransferSetting(method=method, source_examples=24, target_examples=24, eval_examples=16,
-                              source_epochs=1, max_length=32, batch_size=8)
+    setting = TransferSetting.flat(method=method, source_examples=24, target_examples=24, eval_examples=16,
+                                   source_epochs=1, max_length=32, batch_size=8)
     baseline, pair = plan(load_task_folder(tiny(shared_tasks, tmp_path / "tasks")), [0], setting,
                           sources=["trec"], targets=["cr"])
     assert baseline.source is None and pair.source.name == "trec"
@@ -39,7 +39,7 @@ def test_target_prompt_starts_from_the_source_prompt(shared_tasks, tmp_path, met
     assert torch.equal(start["prompt_state"]["embedding.weight"], source_prompt)
 
     target = load_ref(pair.target)
-    base = BaseModel(setting.model, max_length=setting.max_length)
+    base = BaseModel(setting.model, max_length=setting.target.max_length)
     config = setting.target_tuning(0)
     train_frame, eval_frame = target_frames(target, setting)
     runs = {}

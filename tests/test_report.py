@@ -94,3 +94,40 @@ def test_report_command_from_saved_csv(tmp_path):
     assert r.exit_code == 0, r.stderr
     text = (tmp_path / "rep2" / "report.html").read_text()
     assert text.count("data:image/png;base64,") == 2 and "No predictions were given" in text
+
+
+def _text_boxes(fig):
+    """Window extents of every text of a drawn figure and of every panel (shrunk by half a pixel)."""
+    renderer = fig.canvas.get_renderer()
+    boxes = []
+    for ax in fig.axes:
+        texts = [*ax.get_yticklabels(), *ax.get_xticklabels(), ax.title, ax.xaxis.label]
+        boxes += [("text", t.get_text(), t.get_window_extent(renderer)) for t in texts if t.get_text()]
+        boxes.append(("panel", ax.get_title(), ax.get_window_extent(renderer)))
+    boxes.append(("text", "suptitle", fig._suptitle.get_window_extent(renderer)))
+    return [(kind, name, box.padded(-0.5)) for kind, name, box in boxes]
+
+
+def test_ranking_plots_give_every_source_a_row_and_no_text_overlaps():
+    """Issue #15: the per-target ranking plots were 15-pixel strips with overlapping labels."""
+    from taskrank.report import DPI, ranking_plot
+
+    names = [f"tweeteval-stance-source-{i:02d}" for i in range(24)]
+    rng = np.random.default_rng(0)
+    gold = pd.Series(np.linspace(-0.072, 0.06, len(names))[rng.permutation(len(names))], index=names)
+    orders = {f"method-{k}" + ",inputs=taskweb" * (k == 3): list(rng.permutation(names)) for k in range(7)}
+    seeds = pd.DataFrame([(s, t, v + rng.normal(0, 0.01)) for t, v in gold.items() for s in range(3)],
+                         columns=["seed", "source", "value"])
+    fig = ranking_plot("t", gold, orders, seeds, "score")
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    # the gold order, then each method's, best first at the top, one row per source
+    assert [[t.get_text().split(". ", 1)[1] for t in ax.get_yticklabels()] for ax in fig.axes] == [
+        list(gold.sort_values(ascending=False).index), *orders.values()]
+    for ax in fig.axes:
+        assert ax.get_window_extent().height / len(names) >= 20  # pixels per source row
+    assert fig.get_size_inches()[0] * DPI <= 1400  # shown unscaled on the report page
+    boxes = _text_boxes(fig)
+    clashes = [(a[1], b[1]) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+               if not (a[0] == b[0] == "panel") and a[2].overlaps(b[2])]
+    assert clashes == []

@@ -24,6 +24,7 @@ def test_no_machine_specific_path_in_the_package():
 
 def test_dead_code_is_gone():
     assert not hasattr(tasks, "SPLITS")
+    assert not hasattr(tasks.Task, "with_train")
     assert "then" not in inspect.signature(keep_checkpoints).parameters
     assert not hasattr(cli, "main")  # the console script is cli:app
 

@@ -18,8 +18,8 @@ from taskrank.transfer.runner import TransferSetting, plan
 
 TINY = ["--source-examples", "24", "--target-examples", "24", "--eval-examples", "16", "--source-epochs", "1",
         "--max-length", "32", "--batch-size", "8", "--seeds", "0"]
-SETTING = TransferSetting(source_examples=24, target_examples=24, eval_examples=16, source_epochs=1,
-                          max_length=32, batch_size=8)
+SETTING = TransferSetting.flat(source_examples=24, target_examples=24, eval_examples=16, source_epochs=1,
+                               max_length=32, batch_size=8)
 
 
 @pytest.fixture(scope="module")

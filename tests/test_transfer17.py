@@ -43,7 +43,7 @@ def test_every_pair_and_baseline_on_three_seeds(runs):
 def test_committed_keys_are_the_runners_keys(runs, shared_tasks):
     """run.sh resumes from runs.csv: its keys must be what `taskrank transfer run` plans for the
     same grid (bf16, CPU defaults), or a resumed grid would redo everything."""
-    planned = plan(load_task_folder(shared_tasks), SEEDS, TransferSetting(bf16=True))
+    planned = plan(load_task_folder(shared_tasks), SEEDS, TransferSetting.flat(bf16=True))
     assert {r.key for r in planned} == set(runs.key)
 
 

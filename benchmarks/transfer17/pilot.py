@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from taskrank.environment import finetuned_cache
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
@@ -40,7 +41,7 @@ DATA = HERE.parent.parent.parent / "shared" / "data" / "tasks"
 TARGETS = ["cr", "rte", "tweeteval-hate", "mr"]
 SOURCES = ["sst2", "subj", "mpqa", "trec", "tweeteval-sentiment", "tweeteval-offensive"]
 SEEDS = [0, 1, 2, 3]
-VARIANTS = {"T1": {}, "T2": {"target_epochs": 3, "target_lr": 1e-4}}
+VARIANTS = {"T1": {}, "T2": {"epochs": 3, "lr": 1e-4}}  # changes to the grid's target recipe
 EVAL_SIZES = [250, 500, 1000, 3000]  # nested samples of validation + test ("all" = up to 3,000)
 COLUMNS = ["variant", "target", "source", "seed", "metric", "grid", *[f"n{n}" for n in EVAL_SIZES],
            "n_all", "seconds"]
@@ -65,15 +66,16 @@ def done() -> set:
 
 
 def run_shard(shard: int, shards: int, workdir: str) -> None:
-    from taskrank.finetuned import DATA_SEED, TaskRef, train
+    from taskrank.finetuned import TaskRef, train
     from taskrank.models import BaseModel, set_threads
+    from taskrank.recipe import DATA_SEED
     from taskrank.task_metrics import score_outputs, task_metric
     from taskrank.tasks import load_task
     from taskrank.transfer.runner import TransferSetting, target_frames
     from taskrank.tuning import fine_tune, load_encoder_state, predict
 
     set_threads()
-    grid = TransferSetting(bf16=True)  # the committed grid's setting (run.sh passes --bf16)
+    grid = TransferSetting.flat(bf16=True)  # the committed grid's setting (run.sh passes --bf16)
     tasks = {n: load_task(str(DATA / n), name=n) for n in TARGETS + SOURCES}
     finished = done()
     for seed, target_name, source_name in jobs(shard, shards):
@@ -88,11 +90,11 @@ def run_shard(shard: int, shards: int, workdir: str) -> None:
         pool = pd.concat([target.split(s) for s in ("validation", "test") if s in target.splits])
         pool = pool.sample(frac=1.0, random_state=DATA_SEED).reset_index(drop=True).iloc[:max(EVAL_SIZES)]
         train_frame, grid_eval = target_frames(target, grid)
-        base = BaseModel(grid.model, max_length=grid.max_length)
+        base = BaseModel(grid.model, max_length=grid.target.max_length)
         metric = task_metric(target)
         for variant in todo:
             start = time.time()
-            setting = replace(grid, **VARIANTS[variant])
+            setting = replace(grid, target=grid.target.but(**VARIANTS[variant]))
             config = setting.target_tuning(seed)
             model = fine_tune(base, target, config, train=train_frame, encoder_state=state).model
             row = {"variant": variant, "target": target_name, "source": source_name, "seed": seed, "metric": metric}
@@ -129,10 +131,10 @@ def summary() -> None:
                 if not full:
                     continue
                 table = pd.DataFrame({"target": part["target"], "source": part["source"].replace("", np.nan),
-                                      "seed": part["seed"], "setting": variant, "value": part[column]})
+                                      "seed": part["seed"], "setting": variant, "metric": part["metric"],
+                                   "value": part[column]})
                 table = table[table["target"].isin(full)]
                 rel = reliability(table, split="one", boot=1000)
-                wide = rel.summary.set_index("metric") if "metric" in rel.summary.columns else None
                 means = rel.per_target.drop(columns=["target", "n_sources", "n_splits"]).mean()
                 rows.append({"variant": variant, "eval": column, "n_seeds": n_seeds, "targets": " ".join(full),
                              "ndcg_taskweb": means.get("ndcg_taskweb"), "spearman": means.get("spearman"),
@@ -159,8 +161,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--shards", type=int, default=1)
-    parser.add_argument("--workdir", default=os.environ.get("TASKRANK_FINETUNED")
-                        or str(Path.home() / ".cache" / "taskrank" / "finetuned"))
+    parser.add_argument("--workdir", default=finetuned_cache())
     parser.add_argument("--summary", action="store_true", help="write the reliability table from pilot_runs.csv")
     args = parser.parse_args()
     if args.summary:

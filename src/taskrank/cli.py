@@ -12,6 +12,7 @@ from typing import Optional
 import typer
 
 from .errors import TaskrankError
+from .recipe import EVAL_EXAMPLES, MIXTURE, MIXTURE_EVAL_EXAMPLES, MIXTURE_TARGET, SOURCE, TARGET
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -282,6 +283,21 @@ def pool_import_esms(
                f"'taskrank rank --pool {out} --method esm-logme --model {pool.meta['base_model']}'", err=True)
 
 
+def _transfer_setting(model: str, method: str, **options):
+    """The transfer setting of the CLI's options (``source_examples``, ..., as
+    ``TransferSetting.to_dict`` names them), each checked before any work."""
+    from .transfer.runner import EVAL_SPLITS, TransferSetting
+    from .tuning import METHODS
+
+    if method not in METHODS:
+        raise OptionError(f"tuning method '{method}': choose from {', '.join(METHODS)}")
+    _at_least(1, **{k: v for k, v in options.items() if k.endswith(("_examples", "_epochs", "_length", "_size"))})
+    _positive(**{k: v for k, v in options.items() if k.endswith("_lr")})
+    if options.get("eval_splits", "validation") not in EVAL_SPLITS:
+        raise OptionError(f"--eval-splits {options['eval_splits']}: choose from {', '.join(EVAL_SPLITS)}")
+    return TransferSetting.flat(model=model, method=method, **options)
+
+
 def _names(value: Optional[str]) -> Optional[list[str]]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -299,13 +315,16 @@ def transfer_run(
     cluster: Optional[str] = typer.Option(None, help="'local' for a Dask LocalCluster on 127.0.0.1, or a scheduler address."),
     model: str = typer.Option("default", help="Base model."),
     method: str = typer.Option("full", help="Tuning method for source and target training."),
-    source_examples: int = typer.Option(2000), source_epochs: int = typer.Option(2),
-    source_lr: float = typer.Option(1e-4),
-    target_examples: int = typer.Option(1000), target_epochs: int = typer.Option(1),
-    target_lr: float = typer.Option(2e-4),
-    eval_examples: int = typer.Option(500), max_length: int = typer.Option(128),
-    batch_size: int = typer.Option(32),
-    bf16: bool = typer.Option(False, help="bf16 autocast on CPU (about 1.6x faster where the CPU has bf16)."),
+    source_examples: int = typer.Option(SOURCE.examples), source_epochs: int = typer.Option(SOURCE.epochs),
+    source_lr: float = typer.Option(SOURCE.lr),
+    target_examples: int = typer.Option(TARGET.examples), target_epochs: int = typer.Option(TARGET.epochs),
+    target_lr: float = typer.Option(TARGET.lr),
+    eval_examples: int = typer.Option(EVAL_EXAMPLES),
+    eval_splits: str = typer.Option("validation", help="Rows that score a target: 'validation' (else test), or "
+                                    "'validation+test' pooled (larger, steadier gold)."),
+    max_length: int = typer.Option(SOURCE.max_length),
+    batch_size: int = typer.Option(SOURCE.batch_size),
+    bf16: bool = typer.Option(SOURCE.bf16, help="bf16 autocast on CPU (about 1.6x faster where the CPU has bf16)."),
     device: str = typer.Option("auto", help=DEVICE_HELP + " Local workers get one GPU each."),
 ):
     """Run (or resume) a transfer grid; completed runs are skipped."""
@@ -313,18 +332,15 @@ def transfer_run(
     from .tasks import load_task_folder
     from .transfer.executors import run_grid
     from .transfer.journal import Journal
-    from .transfer.runner import TransferSetting, plan
+    from .transfer.runner import plan
 
     seed_list = _ints(seeds, "--seeds")
-    _at_least(1, source_examples=source_examples, source_epochs=source_epochs, target_examples=target_examples,
-              target_epochs=target_epochs, eval_examples=eval_examples, max_length=max_length, batch_size=batch_size)
+    setting = _transfer_setting(model, method, source_examples=source_examples, source_epochs=source_epochs,
+                                source_lr=source_lr, target_examples=target_examples, target_epochs=target_epochs,
+                                target_lr=target_lr, eval_examples=eval_examples, batch_size=batch_size,
+                                max_length=max_length, bf16=bf16, eval_splits=eval_splits)
     _at_least(0, workers=workers)
-    _positive(source_lr=source_lr, target_lr=target_lr)
     _model(model, device=device)
-    setting = TransferSetting(model=model, method=method, source_examples=source_examples,
-                              source_epochs=source_epochs, source_lr=source_lr, target_examples=target_examples,
-                              target_epochs=target_epochs, target_lr=target_lr, eval_examples=eval_examples,
-                              batch_size=batch_size, max_length=max_length, bf16=bf16)
     runs = plan(load_task_folder(tasks), seed_list, setting, _names(sources), _names(targets))
     check_writable(workdir or journal.parent / "work", "--workdir", folder=True)
     book = Journal(journal)  # not SQLite, or not writable: said now, before any run
@@ -757,12 +773,12 @@ def mixture_experiment(
     method: str = typer.Option("roe", help="Method whose top-k is tested."),
     pool: str = typer.Option("default", help="Pool to rank ('default' or a directory)."),
     top: int = typer.Option(3, help="k: sources in the top-k and random-k mixtures."),
-    per_source: int = typer.Option(200, help="Examples per source in every mixture."),
-    target_examples: int = typer.Option(200, help="Target training examples after the mixture."),
-    eval_examples: int = typer.Option(200, help="Target validation examples scored."),
-    mixture_epochs: int = typer.Option(1), target_epochs: int = typer.Option(2),
-    mixture_lr: float = typer.Option(1e-4), target_lr: float = typer.Option(2e-4),
-    batch_size: int = typer.Option(32), max_length: int = typer.Option(64),
+    per_source: int = typer.Option(MIXTURE.examples, help="Examples per source in every mixture."),
+    target_examples: int = typer.Option(MIXTURE_TARGET.examples, help="Target training examples after the mixture."),
+    eval_examples: int = typer.Option(MIXTURE_EVAL_EXAMPLES, help="Target validation examples scored."),
+    mixture_epochs: int = typer.Option(MIXTURE.epochs), target_epochs: int = typer.Option(MIXTURE_TARGET.epochs),
+    mixture_lr: float = typer.Option(MIXTURE.lr), target_lr: float = typer.Option(MIXTURE_TARGET.lr),
+    batch_size: int = typer.Option(MIXTURE.batch_size), max_length: int = typer.Option(MIXTURE.max_length),
     seeds: str = typer.Option("0", help="Comma-separated seeds (training and the random-k draw)."),
     conditions: str = typer.Option("none,topk,random,all", help="Which of none, topk, random, all to run."),
     base_model: str = typer.Option("default", "--base-model", help="Base model (ranking and training)."),
@@ -796,10 +812,12 @@ def mixture_experiment(
     source_pool = Pool.open(pool)
     ranking = top_sources(task, method, source_pool, len(source_pool.tasks), base, default_cache())
     sources = load_sources(ranking["source"].tolist(), tasks)
-    config = ExperimentConfig(top=top, per_source=per_source, target_examples=target_examples,
-                              eval_examples=eval_examples, mixture_epochs=mixture_epochs, target_epochs=target_epochs,
-                              mixture_lr=mixture_lr, target_lr=target_lr, batch_size=batch_size, max_length=max_length,
-                              seeds=tuple(seed_list), conditions=tuple(_split([conditions])))
+    shared = {"batch_size": batch_size, "max_length": max_length}
+    config = ExperimentConfig(top=top, eval_examples=eval_examples, seeds=tuple(seed_list),
+                              mixture=MIXTURE.but(examples=per_source, epochs=mixture_epochs, lr=mixture_lr, **shared),
+                              target=MIXTURE_TARGET.but(examples=target_examples, epochs=target_epochs, lr=target_lr,
+                                                        **shared),
+                              conditions=tuple(_split([conditions])))
     out.parent.mkdir(parents=True, exist_ok=True)
     done: list[dict] = []
 
@@ -833,13 +851,13 @@ def select_command(
     seed: int = typer.Option(0, help="Training seed of every run."),
     model: str = typer.Option("default", help="Base model (ranking and training)."),
     tuning: str = typer.Option("full", "--tuning", help="Tuning method for source and target training."),
-    source_examples: int = typer.Option(2000), source_epochs: int = typer.Option(2),
-    source_lr: float = typer.Option(1e-4),
-    target_examples: int = typer.Option(1000), target_epochs: int = typer.Option(1),
-    target_lr: float = typer.Option(2e-4),
-    eval_examples: int = typer.Option(500), max_length: int = typer.Option(128),
-    batch_size: int = typer.Option(32),
-    bf16: bool = typer.Option(False, help="bf16 autocast on CPU."),
+    source_examples: int = typer.Option(SOURCE.examples), source_epochs: int = typer.Option(SOURCE.epochs),
+    source_lr: float = typer.Option(SOURCE.lr),
+    target_examples: int = typer.Option(TARGET.examples), target_epochs: int = typer.Option(TARGET.epochs),
+    target_lr: float = typer.Option(TARGET.lr),
+    eval_examples: int = typer.Option(EVAL_EXAMPLES), max_length: int = typer.Option(SOURCE.max_length),
+    batch_size: int = typer.Option(SOURCE.batch_size),
+    bf16: bool = typer.Option(SOURCE.bf16, help="bf16 autocast on CPU."),
     device: str = typer.Option("auto", help=DEVICE_HELP),
     fmt: Format = typer.Option(Format.table, "--format", help="table, json or csv."),
 ):
@@ -856,10 +874,14 @@ def select_command(
     from .store import default_cache
     from .tasks import TaskError, load_task
     from .transfer.journal import Journal
-    from .transfer.runner import Run, TransferSetting, execute_run
+    from .transfer.runner import Run, execute_run
 
     if budget < 1:
         raise TaskError(f"--budget must be at least 1, got {budget}")
+    setting = _transfer_setting(model, tuning, source_examples=source_examples, source_epochs=source_epochs,
+                                source_lr=source_lr, target_examples=target_examples, target_epochs=target_epochs,
+                                target_lr=target_lr, eval_examples=eval_examples, batch_size=batch_size,
+                                max_length=max_length, bf16=bf16)
     task = load_target(target, tasks)
     source_pool = Pool.open(pool)
     base = _model(model, device=device)
@@ -878,10 +900,6 @@ def select_command(
     table = transfer or source_pool.method_params.get("taskshop", {}).get("transfer")
     if table is not None or pool == "default":
         matrix = read_transfer(table)
-    setting = TransferSetting(model=model, method=tuning, source_examples=source_examples,
-                              source_epochs=source_epochs, source_lr=source_lr, target_examples=target_examples,
-                              target_epochs=target_epochs, target_lr=target_lr, eval_examples=eval_examples,
-                              batch_size=batch_size, max_length=max_length, bf16=bf16)
     book = Journal(journal)
     work = workdir or journal.parent / "work"
     target_ref = TaskRef.of(task)

@@ -12,23 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from .models import BaseModel, set_threads
 from .progress import note
+from .recipe import DATA_SEED, SOURCE, Recipe
 from .tasks import Task, TaskError, load_task
 from .tuning import PROMPT_METHODS, TuningConfig, fine_tune, save_encoder
-
-DATA_SEED = 0  # training/eval samples are fixed across seeds; seeds vary initialisation and order
-
-
-def default_dir() -> str:
-    """TASKRANK_FINETUNED, else ~/.cache/taskrank/finetuned (the transfer benchmark's default too)."""
-    return os.environ.get("TASKRANK_FINETUNED") or str(Path.home() / ".cache" / "taskrank" / "finetuned")
 
 
 def config_hash(obj) -> str:
@@ -37,24 +30,29 @@ def config_hash(obj) -> str:
 
 @dataclass(frozen=True)
 class SourceRecipe:
-    """How a source model is fine-tuned (CPU-sized defaults: up to 2,000 examples, 2 epochs)."""
+    """How a source model is made: a base model (with its pooling and pair joining), a tuning method
+    and a fine-tune :class:`~taskrank.recipe.Recipe` (CPU-sized default: up to 2,000 examples, 2 epochs)."""
 
     model: str = "default"
     method: str = "full"
-    source_examples: int = 2000
-    source_epochs: int = 2
-    source_lr: float = 1e-4
-    batch_size: int = 32
-    max_length: int = 128
-    bf16: bool = False
+    training: Recipe = SOURCE
     pooling: str = "auto"  # the head's input (BaseModel.pooling); "auto": the model family's default
     pairs: str = "tokenizer"
 
     def base(self, device: str = "cpu") -> BaseModel:
-        return BaseModel(self.model, pooling=self.pooling, max_length=self.max_length, pairs=self.pairs, device=device)
+        return BaseModel(self.model, pooling=self.pooling, max_length=self.training.max_length, pairs=self.pairs,
+                         device=device)
+
+    def to_dict(self) -> dict:
+        """The recipe as model folders have always recorded it (flat ``source_*`` fields): their names
+        hash it, so it must not change."""
+        t = self.training
+        return {"model": self.model, "method": self.method, "source_examples": t.examples,
+                "source_epochs": t.epochs, "source_lr": t.lr, "batch_size": t.batch_size,
+                "max_length": t.max_length, "bf16": t.bf16, "pooling": self.pooling, "pairs": self.pairs}
 
     def digest(self) -> str:
-        recipe = asdict(self)
+        recipe = self.to_dict()
         # pooling and pairs count only where they differ from the defaults, so the folders of
         # earlier recipes (mean pooling, tokenizer pairs) are found again
         pooling, pairs = recipe.pop("pooling"), recipe.pop("pairs")
@@ -68,8 +66,7 @@ class SourceRecipe:
         return config_hash(recipe)
 
     def tuning(self, seed: int) -> TuningConfig:
-        return TuningConfig(method=self.method, epochs=self.source_epochs, lr=self.source_lr,
-                            batch_size=self.batch_size, max_length=self.max_length, seed=seed, bf16=self.bf16)
+        return self.training.tuning(self.method, seed)
 
 
 @dataclass(frozen=True)
@@ -107,12 +104,12 @@ def train(workdir: str | Path, recipe: SourceRecipe, source: TaskRef, seed: int,
     set_threads(threads)
     task = load_ref(source)
     base = recipe.base(device)
-    note(f"fine-tuning the source model of '{source.name}' (seed {seed}, up to {recipe.source_examples} examples, "
-         f"{recipe.source_epochs} epochs) into {directory.parent}")
+    note(f"fine-tuning the source model of '{source.name}' (seed {seed}, up to {recipe.training.examples} examples, "
+         f"{recipe.training.epochs} epochs) into {directory.parent}")
     start = time.time()
-    result = fine_tune(base, task, recipe.tuning(seed), train=task.sample(recipe.source_examples, DATA_SEED))
+    result = fine_tune(base, task, recipe.tuning(seed), train=task.sample(recipe.training.examples, DATA_SEED))
     save_encoder(result.model, directory, {
-        "source": source.name, "fingerprint": source.fingerprint, "seed": seed, "recipe": asdict(recipe),
+        "source": source.name, "fingerprint": source.fingerprint, "seed": seed, "recipe": recipe.to_dict(),
         "base_model": base.model_id, "num_labels": task.num_labels, "task_type": task.spec.type,
         "labels": list(task.spec.labels), "train_loss": result.history[-1]["loss"],
         "seconds": round(time.time() - start, 1)})

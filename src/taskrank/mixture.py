@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .recipe import DATA_SEED, MIXTURE, MIXTURE_EVAL_EXAMPLES, MIXTURE_TARGET, Recipe
 from .tasks import Task, TaskError, TaskSpec, load_task
 
 __all__ = ["MIXTURE_COLUMNS", "mixture_frame", "write_mixture", "read_mixture", "mixture_task",
@@ -145,26 +146,21 @@ def load_target(target: str, folder: str | Path | None, **spec) -> Task:
 # ----------------------------------------------------------------------------- experiment
 
 
-@dataclass
+CONDITIONS = ("none", "topk", "random", "all")
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
-    """CPU-sized: a mixture of ``per_source`` examples per source (1 epoch), then ``target_examples``
-    of the target (``target_epochs``), scored on ``eval_examples`` validation examples."""
+    """CPU-sized (:data:`taskrank.recipe.MIXTURE`, :data:`~taskrank.recipe.MIXTURE_TARGET`): the
+    mixture recipe's ``examples`` per source (1 epoch, 64 tokens), then the target recipe (up to 200
+    examples, 2 epochs), scored on ``eval_examples`` validation examples."""
 
     top: int = 3
-    per_source: int = 200
-    target_examples: int = 200
-    eval_examples: int = 200
-    mixture_epochs: int = 1
-    target_epochs: int = 2
-    mixture_lr: float = 1e-4
-    target_lr: float = 2e-4
-    batch_size: int = 32
-    max_length: int = 64
+    mixture: Recipe = MIXTURE
+    target: Recipe = MIXTURE_TARGET
+    eval_examples: int = MIXTURE_EVAL_EXAMPLES
     seeds: tuple[int, ...] = (0,)
-    conditions: tuple[str, ...] = ("none", "topk", "random", "all")
-
-
-CONDITIONS = ("none", "topk", "random", "all")
+    conditions: tuple[str, ...] = CONDITIONS
 
 
 def _conditions(ranking: list[str], pool_names: list[str], k: int, seed: int, wanted) -> dict[str, list[str]]:
@@ -193,16 +189,16 @@ def run_experiment(target: Task, sources: Sequence[Task], ranking: Sequence[str]
     """
     from .models import BaseModel
     from .task_metrics import task_metric
-    from .tuning import TuningConfig, encoder_state, evaluate, fine_tune
+    from .tuning import encoder_state, evaluate, fine_tune
 
-    base = model or BaseModel(max_length=config.max_length)
+    base = model or BaseModel(max_length=config.target.max_length)
     by_name = {t.name: t for t in sources if t.name != target.name}
     skipped = sorted(n for n, t in by_name.items() if t.is_regression)
     usable = [n for n in by_name if n not in skipped]
     ranked = [n for n in ranking if n in usable]
     eval_split = "validation" if "validation" in target.splits else "test"
-    eval_frame = target.sample(config.eval_examples, 0, split=eval_split)
-    target_train = target.sample(config.target_examples, 0)
+    eval_frame = target.sample(config.eval_examples, DATA_SEED, split=eval_split)
+    target_train = target.sample(config.target.examples, DATA_SEED)
     metric = task_metric(target)
     rows = []
     for seed in config.seeds:
@@ -211,14 +207,12 @@ def run_experiment(target: Task, sources: Sequence[Task], ranking: Sequence[str]
             start = time.time()
             state, n_mix = None, 0
             if names:
-                frame = mixture_frame([by_name[n] for n in names], config.per_source, seed)
+                frame = mixture_frame([by_name[n] for n in names], config.mixture.examples, seed)
                 mix = mixture_task(frame)
                 n_mix = len(mix.split("train"))
-                cfg = TuningConfig(method="full", epochs=config.mixture_epochs, lr=config.mixture_lr,
-                                   batch_size=config.batch_size, max_length=config.max_length, seed=seed)
+                cfg = config.mixture.tuning("full", seed)
                 state = encoder_state(fine_tune(base, mix, cfg, progress=f"mixture {condition} s{seed}").model)
-            cfg = TuningConfig(method="full", epochs=config.target_epochs, lr=config.target_lr,
-                               batch_size=config.batch_size, max_length=config.max_length, seed=seed)
+            cfg = config.target.tuning("full", seed)
             result = fine_tune(base, target, cfg, train=target_train, encoder_state=state,
                                progress=f"target {condition} s{seed}")
             value = evaluate(base, target, result.model, eval_frame, cfg)

@@ -20,13 +20,13 @@ part of every artefact id (:meth:`BaseModel.identity`); the device (``taskrank.d
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from . import environment
 from .errors import TaskrankError
 
 DEFAULT_MODEL = "default"
@@ -66,7 +66,7 @@ def set_threads(n: int | None = None) -> int:
     """Torch threads: TASKRANK_THREADS, else the cores this process may use."""
     import torch
 
-    n = n or int(os.environ.get("TASKRANK_THREADS", "0")) or len(os.sched_getaffinity(0))
+    n = n or environment.threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n

@@ -126,7 +126,7 @@ class Pool:
 
         workers = local_workers(workers, device)
         if workers < 1:
-            for task in track(tasks, description="pool build", total=len(tasks)):
+            for task in track(tasks, description="pool build", total=len(tasks), line=lambda t: t.name):
                 self.add(task, estimators)
             return
         from concurrent.futures import as_completed
@@ -134,7 +134,9 @@ class Pool:
         env = {"TASKRANK_THREADS": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
         with device_pool(workers, device, env) as pool:
             futures = [pool.submit(_prepare_in_worker, self.root, task, estimators) for task in tasks]
-            for future in track(as_completed(futures), description="pool build", total=len(futures)):
+            done = track(as_completed(futures), description="pool build", total=len(futures),
+                         line=lambda f: f.result()["name"])
+            for future in done:
                 self.record(future.result())
 
 

@@ -4,9 +4,10 @@
 Contents: the method-comparison table (every metric, mean over targets with the bootstrap
 interval over targets and, where known, the interval over training seeds), a bar chart of the
 headline metrics, the transfer-matrix heatmap, and per target a ranking plot — for each method
-the sources in its predicted order with their *true* gold values as bars (a perfect method's bars
-descend; the gold order is the first panel), the per-seed gold values as dots where per-seed
-runs are known — plus the per-target metric table.
+the sources top-down in its predicted order with their *true* gold values as bars (a perfect
+method's bars shrink downwards, as in the first panel, the gold order), the per-seed gold values
+as dots where per-seed runs are known; one row per source, so names stay readable — plus the
+per-target metric table.
 """
 
 from __future__ import annotations
@@ -137,32 +138,62 @@ def _per_seed_gold(gold: Gold) -> pd.DataFrame | None:
     return out.dropna(subset=["value"])
 
 
-def _ranking_figure(target: str, gold_values: pd.Series, orders: dict[str, list[str]], seed_values: pd.DataFrame | None,
-                    gold_by: str, path: Path) -> Path:
+# a ranking panel: names down the left, so each source gets a readable row whatever the count
+ROW_INCHES = 0.24       # per source
+PAGE_INCHES = 13.5      # the widest figure that the HTML page shows unscaled (at DPI)
+DPI = 100
+
+
+def ranking_plot(target: str, gold_values: pd.Series, orders: dict[str, list[str]], seed_values: pd.DataFrame | None,
+                 gold_by: str):
+    """The figure of :func:`_ranking_figure`: one panel per method (the gold order first), the
+    sources top-down in the method's order as horizontal bars of their true gold value (a perfect
+    method's bars shrink downwards), per-seed values as dots. Panels sit side by side, as many to a
+    row as fit the page, each ``ROW_INCHES`` per source tall so the names never overlap."""
+    from matplotlib.ticker import MaxNLocator
+
     panels = {"gold order": sorted_best_first(gold_values.index, gold_values.to_numpy()), **orders}
-    n = len(gold_values)
-    fig = _fig(max(5.0, 0.32 * n + 2.2), 1.55 * len(panels) + 0.6)
-    lim = float(np.nanmax(np.abs(gold_values.to_numpy()))) or 1.0
+    n = max(len(gold_values), 1)
+    longest = max([len(f"{n}. {s}") for s in gold_values.index] or [10])  # "17. name"
+    width = 0.07 * min(longest, 48) + 2.1  # names at 8 pt, then the bars
+    cols = max(1, min(len(panels), int(PAGE_INCHES // width)))
+    rows = math.ceil(len(panels) / cols)
+    height = ROW_INCHES * n + 1.1
+    fig = _fig(cols * width, rows * height + 0.4)
+    fig.set_layout_engine("constrained")
+    lim = float(np.nanmax(np.abs(gold_values.to_numpy()))) if len(gold_values) else 1.0
     if seed_values is not None and len(seed_values):
         lim = max(lim, float(np.nanmax(np.abs(seed_values["value"].to_numpy()))))
+    lim = lim if np.isfinite(lim) and lim > 0 else 1.0
     for i, (name, order) in enumerate(panels.items()):
-        ax = fig.add_subplot(len(panels), 1, i + 1)
+        ax = fig.add_subplot(rows, cols, i + 1)
         vals = gold_values.reindex(order).to_numpy(dtype=float)
-        ax.bar(range(len(order)), vals, color=["C2" if v > 0 else "C3" for v in vals], alpha=0.8)
+        pos = np.arange(len(order))
+        ax.barh(pos, vals, height=0.7, color=["C2" if v > 0 else "C3" for v in vals], alpha=0.8)
         if seed_values is not None and len(seed_values):
-            pos = {s: j for j, s in enumerate(order)}
-            sv = seed_values[seed_values["source"].isin(pos)]
-            ax.scatter(sv["source"].map(pos), sv["value"], s=7, color="k", zorder=3, label="per seed")
-        ax.axhline(0, color="0.3", lw=0.6)
-        ax.set_xlim(-0.6, len(order) - 0.4)
-        ax.set_ylim(-1.1 * lim, 1.1 * lim)
-        ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=6)
-        ax.tick_params(axis="y", labelsize=6)
-        ax.set_ylabel(gold_by, fontsize=7)
-        ax.set_title(name if name == "gold order" else f"predicted by {name}", fontsize=8, loc="left")
-    fig.suptitle(f"target {target}: true {gold_by} of the sources, in each method's order (best first)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+            at = {s: j for j, s in enumerate(order)}
+            sv = seed_values[seed_values["source"].isin(at)]
+            ax.scatter(sv["value"], sv["source"].map(at), s=9, color="k", zorder=3, label="per seed")
+        ax.axvline(0, color="0.3", lw=0.6)
+        ax.set_ylim(len(order) - 0.4, -0.6)  # best first, at the top
+        ax.set_xlim(-1.1 * lim, 1.1 * lim)
+        ax.set_yticks(pos, [f"{j + 1}. {s}" for j, s in enumerate(order)], fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, symmetric=True))  # room for "−0.075"
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(axis="x", color="0.9", lw=0.5)
+        ax.set_axisbelow(True)
+        ax.set_xlabel(f"true {gold_by}", fontsize=8)
+        room = int((width - 0.07 * min(longest, 48)) * 13)  # characters of 9 pt over the bars
+        ax.set_title(name if len(name) <= room else name[:room - 1] + "…", fontsize=9, loc="left",
+                     fontweight="bold" if name == "gold order" else "normal")
+    fig.suptitle(f"target {target}: the true {gold_by} of the sources, in each method's order (its best first)",
+                 fontsize=10)
+    return fig
+
+
+def _ranking_figure(target: str, gold_values: pd.Series, orders: dict[str, list[str]], seed_values: pd.DataFrame | None,
+                    gold_by: str, path: Path) -> Path:
+    ranking_plot(target, gold_values, orders, seed_values, gold_by).savefig(path, dpi=DPI)
     return path
 
 

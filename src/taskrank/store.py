@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from . import environment
 from .errors import TaskrankError
 
 TENSORS = "artefact.safetensors"
@@ -150,5 +151,4 @@ def check_model(artefact: Artefact, model_id: str, where: str) -> None:
 
 def default_cache() -> Store:
     """The per-user cache for target-side artefacts (TASKRANK_CACHE overrides)."""
-    root = os.environ.get("TASKRANK_CACHE") or str(Path.home() / ".cache" / "taskrank")
-    return Store(root, rebuild=True)
+    return Store(environment.artefact_cache(), rebuild=True)

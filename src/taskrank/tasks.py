@@ -167,10 +167,6 @@ class Task:
         picked = df.iloc[take]
         return picked.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
-    def with_train(self, frame: pd.DataFrame) -> "Task":
-        """The same task with another training set (e.g. a sample); the fingerprint follows."""
-        return Task(self.spec, {**self.splits, "train": frame.reset_index(drop=True)}, self.origin)
-
     @property
     def fingerprint(self) -> str:
         """Stable hash of the content only: task type, the set of class names, and a seeded sample of

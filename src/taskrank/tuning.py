@@ -18,8 +18,15 @@ Methods (``TuningConfig.method``):
   transformers 5: identical outputs, with the input's position ids shifted by the prefix length
   (peft passes the prefix as a key/value cache; the original P-Tuning v2 on BERT did the same).
 - ``prompt``: prompt tuning through peft's PromptTuning: ``prompt_length`` soft tokens prepended
-  to the input embeddings, initialised from the embeddings of random vocabulary tokens (seeded);
-  the pooled output includes the prompt positions.
+  to the input embeddings; the pooled output includes the prompt positions. ``prompt_init``:
+  ``"vocab"`` (embeddings of random vocabulary tokens, seeded), ``"labels"`` (the embeddings of
+  the task's class names' tokens, repeated to the prompt's length; vocab for tasks without class
+  names) or ``"random"`` (normal, at the scale of the vocabulary embeddings).
+
+``head_epochs`` (any method): epochs that train only the head (the tuned parameters frozen, so a
+step costs a forward pass) before the ``epochs`` that train both; ``head_lr`` gives the head its own
+learning rate. A trained head makes the first prompt gradients point somewhere (a random head's do
+not); benchmarks/prompt_learning.py measures it.
 
 peft's prompt-learning models ignore token type ids (all segments read as type 0); the
 sentence-transformers default encoder was trained with type 0 only, so pairs lose little.
@@ -54,6 +61,7 @@ METHODS = tuple(DEFAULT_LR)
 PEFT_METHODS = ("lora", "prefix", "prompt")
 PROMPT_METHODS = ("prefix", "prompt")  # their trained part is a prompt, kept beside the encoder
 PROMPT_FILE = "prompt.safetensors"
+PROMPT_INITS = ("vocab", "labels", "random")
 
 
 class TuningError(TaskrankError):
@@ -84,17 +92,31 @@ class TuningConfig:
     prefix_length: int = 20
     prompt_length: int = 100
     lora_targets: tuple[str, ...] = ("query", "value")
+    prompt_init: str = "vocab"
+    head_epochs: int = 0
+    head_lr: float | None = None
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"tuning method must be one of {', '.join(METHODS)}, not '{self.method}'")
+        if self.prompt_init not in PROMPT_INITS:
+            raise ValueError(f"prompt_init must be one of {', '.join(PROMPT_INITS)}, not '{self.prompt_init}'")
 
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.method]
 
+    @property
+    def head_learning_rate(self) -> float:
+        return self.head_lr if self.head_lr is not None else self.learning_rate
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as JSON; the prompt-training options only where set (earlier run keys unchanged)."""
+        out = asdict(self)
+        for key, default in (("prompt_init", "vocab"), ("head_epochs", 0), ("head_lr", None)):
+            if out[key] == default:
+                del out[key]
+        return out
 
 
 def _torch():
@@ -139,6 +161,7 @@ class TuningResult:
     step_losses: list[float] = field(default_factory=list)
     checkpoints: dict[str, dict] = field(default_factory=dict)  # name -> trainable state (numpy)
     checkpoint_info: dict[str, dict] = field(default_factory=dict)  # name -> {"epoch", "value"}
+    head_steps: int = 0  # the first head_steps of step_losses trained the head alone
 
 
 def grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group: int = 50) -> list[np.ndarray]:
@@ -243,11 +266,13 @@ def fine_tune(
         encoder.load_state_dict(encoder_state)
     task_model = build_task_model(encoder, task.num_labels, base.pooling, config.dropout, base.family)
     task_model = wrap_for_method(task_model, config)
+    tokenizer = base.load()[0]
     if prompt_state is not None:
         set_prompt_state(task_model, prompt_state, config)
+    elif config.method == "prompt" and config.prompt_init != "vocab":
+        init_prompt(task_model, config.prompt_init, tokenizer, task)
     prepare_parameters(task_model, config)
 
-    tokenizer = base.load()[0]
     inputs = Encoded(tokenizer, task, train, config.max_length, base.join_pairs)
     labels = task.label_ids(frame=train)
     device = base.torch_device
@@ -255,60 +280,78 @@ def fine_tune(
     y = torch.tensor(labels, dtype=torch.float32 if task.is_regression else torch.long, device=device)
     scaler = grad_scaler(device)  # fp16 on a GPU without bf16; None otherwise
 
-    params = [p for p in task_model.parameters() if p.requires_grad]
-    decay = [p for n, p in task_model.named_parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for n, p in task_model.named_parameters() if p.requires_grad and p.ndim <= 1]
-    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.learning_rate)
     steps_per_epoch = -(-len(train) // config.batch_size)
-    total = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_ratio * total)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
     loss_fn = torch.nn.MSELoss() if task.is_regression else torch.nn.CrossEntropyLoss()
 
     result = TuningResult(task_model)
     if on_start is not None:
         on_start(result)
     metric = task_metric(task)
-    steps = range(total)
-    bar = iter(track(steps, description=progress, total=total))
-    for epoch in range(1, config.epochs + 1):
-        task_model.train()
-        epoch_losses = []
-        for batch_idx in grouped_batches(inputs.lengths, config.batch_size, rng):
-            batch, sizes = inputs.batch(batch_idx)
-            if device.type != "cpu":
-                batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast(device, config.bf16):
-                out = task_model(**batch)
-            out = per_example(out.float(), sizes)
-            loss = loss_fn(out.squeeze(-1), y[batch_idx]) if task.is_regression else loss_fn(out, y[batch_idx])
-            if scaler is None:
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimiser.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimiser)
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                scaler.step(optimiser)
-                scaler.update()
-            schedule.step()
-            optimiser.zero_grad(set_to_none=True)
-            epoch_losses.append(float(loss.detach()))
-            next(bar, None)
-        result.step_losses += epoch_losses
-        record = {"epoch": epoch, "loss": float(np.mean(epoch_losses))}
-        if eval_frame is not None:
-            record[metric] = evaluate(base, task, task_model, eval_frame, config)
-        result.history.append(record)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, result)
+    steps = range(steps_per_epoch * (config.head_epochs + config.epochs))
+    bar = iter(track(steps, description=progress, total=len(steps)))
+    tuned = {n for n, p in task_model.named_parameters() if p.requires_grad}
+    for phase, n_epochs in (("head", config.head_epochs), ("joint", config.epochs)):
+        if n_epochs == 0:
+            continue
+        for n, p in task_model.named_parameters():  # the head phase freezes the tuned parameters
+            p.requires_grad = n in tuned and (phase == "joint" or n.startswith("head."))
+        optimiser, schedule = _optimiser(task_model, config, steps_per_epoch * n_epochs)
+        params = [p for p in task_model.parameters() if p.requires_grad]
+        for epoch in range(1, n_epochs + 1):
+            task_model.train()
+            epoch_losses = []
+            for batch_idx in grouped_batches(inputs.lengths, config.batch_size, rng):
+                batch, sizes = inputs.batch(batch_idx)
+                if device.type != "cpu":
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                with autocast(device, config.bf16):
+                    out = task_model(**batch)
+                out = per_example(out.float(), sizes)
+                loss = loss_fn(out.squeeze(-1), y[batch_idx]) if task.is_regression else loss_fn(out, y[batch_idx])
+                if scaler is None:
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                    optimiser.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimiser)
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                    scaler.step(optimiser)
+                    scaler.update()
+                schedule.step()
+                optimiser.zero_grad(set_to_none=True)
+                epoch_losses.append(float(loss.detach()))
+                next(bar, None)
+            result.step_losses += epoch_losses
+            if phase == "head":
+                result.head_steps += len(epoch_losses)
+                continue
+            record = {"epoch": epoch, "loss": float(np.mean(epoch_losses))}
+            if eval_frame is not None:
+                record[metric] = evaluate(base, task, task_model, eval_frame, config)
+            result.history.append(record)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, result)
     for _ in bar:  # close the progress bar
         pass
     task_model.eval()
     return result
+
+
+def _optimiser(task_model, config: TuningConfig, total: int):
+    """AdamW over the parameters that train now (weight decay on matrices only; the head at
+    ``head_learning_rate``), with linear warm-up and decay over ``total`` steps."""
+    torch = _torch()
+    groups = []
+    for is_head, lr in ((False, config.learning_rate), (True, config.head_learning_rate)):
+        named = [(n, p) for n, p in task_model.named_parameters() if p.requires_grad and n.startswith("head.") == is_head]
+        groups += [{"params": [p for _, p in named if p.ndim > 1], "weight_decay": config.weight_decay, "lr": lr},
+                   {"params": [p for _, p in named if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]
+    optimiser = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate)
+    warmup = int(config.warmup_ratio * total)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: (s + 1) / max(1, warmup) if s < warmup else max(0.0, (total - s) / max(1, total - warmup)))
+    return optimiser, schedule
 
 
 def lora_targets(encoder, wanted) -> list[str]:
@@ -394,6 +437,26 @@ def set_prompt_state(task_model, state: dict, config: TuningConfig) -> None:
                                       f"target's is {' x '.join(map(str, own[key].shape))}: a prompt transfers only "
                                       "between runs with the same length and base model")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def init_prompt(task_model, how: str, tokenizer, task: Task) -> None:
+    """Replace peft's vocabulary-sampled prompt: ``"labels"``, the embeddings of the tokens of the
+    task's class names (in label order, repeated to the prompt's length; kept as sampled when the
+    task has no class names), or ``"random"``, normal at the word embeddings' scale (seeded by the
+    run's seed through torch's global generator)."""
+    torch = _torch()
+    module = _prompt_encoder(task_model)
+    weight = module.embedding.weight
+    words = task_model.encoder.get_base_model().get_input_embeddings().weight
+    with torch.no_grad():
+        if how == "random":
+            weight.copy_(torch.randn(weight.shape, dtype=weight.dtype) * words.std())
+            return
+        ids = [i for name in task.spec.labels for i in tokenizer(name, add_special_tokens=False)["input_ids"]]
+        if how != "labels" or not ids:
+            return
+        ids = (ids * -(-len(weight) // len(ids)))[:len(weight)]
+        weight.copy_(words[torch.tensor(ids)].to(weight.dtype))
 
 
 def load_prompt_state(directory: str | Path) -> dict:

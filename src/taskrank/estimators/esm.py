@@ -18,7 +18,9 @@ import numpy as np
 from ..models import BaseModel
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
-from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, default_dir, train
+from ..environment import finetuned_cache
+from ..finetuned import SourceRecipe, TaskRef, train
+from ..recipe import DATA_SEED, SOURCE
 from ..tuning import load_encoder_state
 from .base import TRAINABLE_TYPES, Estimator
 from .logme import score_linear_maps
@@ -72,8 +74,11 @@ class EsmLogme(Estimator):
     score_only = ("target_examples", "finetuned_dir")
     task_types = TRAINABLE_TYPES
 
-    def __init__(self, model: BaseModel | None = None, source_examples: int = 2000, source_epochs: int = 2,
-                 source_lr: float = 1e-4, max_length: int = 128, bf16: bool = True, esm_epochs: int = 10,
+    # the source recipe is taskrank.recipe.SOURCE with bf16 on, as the transfer benchmark ran it (run.sh
+    # passes --bf16), so its models are reused; these are the parameters artefact ids hash
+    def __init__(self, model: BaseModel | None = None, source_examples: int = SOURCE.examples,
+                 source_epochs: int = SOURCE.epochs, source_lr: float = SOURCE.lr,
+                 max_length: int = SOURCE.max_length, bf16: bool = True, esm_epochs: int = 10,
                  esm_lr: float = 1e-3, esm_batch_size: int = 32, seed: int = 0, target_examples: int = 1000,
                  finetuned_dir: str | None = None, storage_dtype: str = "float32"):
         super().__init__(model)
@@ -83,13 +88,13 @@ class EsmLogme(Estimator):
         self.target_examples, self.finetuned_dir, self.storage_dtype = target_examples, finetuned_dir, storage_dtype
 
     def recipe(self) -> SourceRecipe:
+        training = SOURCE.but(examples=self.source_examples, epochs=self.source_epochs, lr=self.source_lr,
+                              max_length=self.max_length, bf16=self.bf16)
         return SourceRecipe(model=self.model.name, pooling=self.model.pooling, pairs=self.model.pairs,
-                            source_examples=self.source_examples,
-                            source_epochs=self.source_epochs, source_lr=self.source_lr,
-                            max_length=self.max_length, bf16=self.bf16)
+                            training=training)
 
     def prepare(self, task: Task) -> Artefact:
-        directory = train(self.finetuned_dir or default_dir(), self.recipe(), TaskRef.of(task),
+        directory = train(self.finetuned_dir or finetuned_cache(), self.recipe(), TaskRef.of(task),
                           self.seed, device=self.model.device)
         sample = task.sample(self.source_examples, DATA_SEED)
         texts = task.encoder_inputs(sample)  # a multiple-choice source: its (text, choice) pairs
@@ -108,7 +113,7 @@ class EsmLogme(Estimator):
                 "text_column": task.spec.text, "label_column": task.spec.label, "task_split": "train",
                 "num_examples": n, "seed": self.seed, "language": None, "esm_architecture": "linear",
                 "esm_embedding_dim": dim, "lm_num_epochs": self.source_epochs, "lm_learning_rate": self.source_lr,
-                "lm_batch_size": 32, "esm_num_epochs": self.esm_epochs, "esm_learning_rate": self.esm_lr,
+                "lm_batch_size": SOURCE.batch_size, "esm_num_epochs": self.esm_epochs, "esm_learning_rate": self.esm_lr,
                 "esm_batch_size": self.esm_batch_size, "esm_weight_decay": 0.01, "version": ESM_VERSION}
 
     def prepare_target(self, task: Task) -> Artefact:

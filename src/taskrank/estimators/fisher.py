@@ -47,12 +47,12 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..models import BaseModel, pool_outputs
+from ..recipe import DATA_SEED, Recipe
 from ..store import Artefact
 from ..tasks import Task, TaskError
 from .base import TRAINABLE_TYPES, Estimator, cosine_rows
 from .registry import register
 
-DATA_SEED = 0
 COMPONENTS = ("layers", "attention", "pooled")
 FISHER_MODES = ("batch", "token")
 FUSIONS = ("none", "rrf")
@@ -217,11 +217,12 @@ class FineTunedFamily(Estimator):
         self.fisher_batch_size = fisher_batch_size
 
     def prepare(self, task: Task) -> Artefact:
-        from ..tuning import TuningConfig, fine_tune
+        from ..tuning import fine_tune
 
-        config = TuningConfig(method="full", epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                              max_length=self.model.max_length, seed=self.seed)
-        train = task.sample(self.n_examples, DATA_SEED)
+        recipe = Recipe(examples=self.n_examples, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                        max_length=self.model.max_length)
+        config = recipe.tuning("full", self.seed)
+        train = task.sample(recipe.examples, DATA_SEED)
         start = time.time()
         result = fine_tune(self.model, task, config, train=train, progress=f"{self.name}: {task.name}")
         fisher = empirical_fisher(self.model, task, result.model, train.iloc[: self.n_fisher], self.fisher_batch_size)

@@ -35,14 +35,17 @@ with single-threaded BLAS, while the fixed points of the previous batch run toge
 from __future__ import annotations
 
 import math
-import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
 from scipy.linalg import blas, lapack
+from scipy.linalg import eigh_tridiagonal
+from scipy.linalg import qr as scipy_qr
 
+from .. import environment
 from . import lapack_nogil
 
 __all__ = ["logme", "score_linear_maps", "leep", "nce"]
@@ -493,7 +496,8 @@ def score_linear_maps(
     ``weights``: a (K, D_out, D) array, or any sequence of (D_out, D) arrays (e.g. one that loads
     each map from disk when indexed); ``biases`` likewise (K, D_out), or None for no bias.  Maps are
     read ``batch_size`` at a time, in the calling thread, and at most two batches are held in memory
-    (as float64): the one being scored and the next being read.  The mapped N x D_out features are
+    as given (e.g. float32): the one being scored and the next being read; each map is converted to
+    float64 where it is reduced, into that thread's reused array.  The mapped N x D_out features are
     never formed.  Equals ``logme(features @ W.T + b, labels, regression)`` for each map.
 
     ``threads``: maps scored at once, each in its own thread (LAPACK releases the GIL); default
@@ -520,25 +524,9 @@ def score_linear_maps(
 def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> np.ndarray:
     n, d = f.shape
     k_total = len(weights)
-    # Once per target: G = [F, 1] = U diag(s) V^T.  R = diag(s) V^T (r x dg) has R^T R = G^T G, so for
-    # B = W' R^T the mapped Gram matrix is B B^T and the mapped F^T y is B q with q = U^T y.
-    g = np.hstack([f, np.ones((n, 1))]) if biases is not None else f
-    dg = g.shape[1]
-    u, s, vt = np.linalg.svd(g, full_matrices=False)
-    r = int((s > s[0] * max(n, dg) * _EPS).sum()) if s[0] > 0 else 0
-    rfac = s[:r, None] * vt[:r]
-    q = u[:, :r].T @ y  # (r, C)
+    rfac, q, rest, triangular = _target_factor(f, y, biases is not None)
+    r = rfac.shape[0]
     yy = (y * y).sum(0)
-    # |y outside col(G)|^2, without cancellation; exactly 0 when col(G) is all of R^N: there
-    # rounding noise (~1e-30) would otherwise decide the evidence of an exact interpolation
-    rest = np.zeros(y.shape[1]) if r == n else ((y - u[:, :r] @ q) ** 2).sum(0)
-    del u, g
-    triangular = r == dg
-    if triangular:  # rotate R to upper triangular (R = Q2 R2): W' R2^T is a TRMM, half a GEMM's flops
-        q2, rfac = np.linalg.qr(rfac)
-        q = q2.T @ q
-    rfac = np.asfortranarray(rfac)
-    q = np.ascontiguousarray(q)
 
     out = np.empty(k_total)
     if k_total == 0:
@@ -548,6 +536,7 @@ def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> 
     per_map = r > 0 and d_out is not None and d_out <= r
     pool = ThreadPoolExecutor(threads) if threads > 1 and per_map and k_total > 1 else None
     waiting: list = []  # (start, futures) of the batch reduced while the next one is read
+    workspace = threading.local()  # per thread: the float64 map and its Gram matrix, reused map after map
 
     def finish_waiting() -> None:
         for first, done in waiting:
@@ -557,19 +546,23 @@ def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> 
     try:
         for start in range(0, k_total, batch_size):
             stop = min(start + batch_size, k_total)
-            wb = _load_maps(weights, biases, start, stop, d, d_out)  # (k, D_out, dg) = [W, b]
-            d_out = wb.shape[1]
-            if r == 0:
-                out[start:stop] = np.mean(_no_signal_evidence(n, yy))
-            elif not per_map:  # D_out > r: the batch at once in the r x r space
-                b = np.matmul(wb, rfac.T)  # B = W' R^T
-                del wb
-                out[start:stop] = _logme_mapped_rank_space(b, q, rest, n)
-            elif pool is None:
-                out[start:stop] = _finish_maps([_reduce_map(wk, rfac, triangular, q) for wk in wb], yy, n)
+            if r == 0 or not per_map:
+                wb = _load_maps(weights, biases, start, stop, d, d_out)  # (k, D_out, dg) = [W, b]
+                d_out = wb.shape[1]
+                if r == 0:
+                    out[start:stop] = np.mean(_no_signal_evidence(n, yy))
+                else:  # D_out > r: the batch at once in the r x r space
+                    b = np.matmul(wb, rfac.T)  # B = W' R^T
+                    del wb
+                    out[start:stop] = _logme_mapped_rank_space(b, q, rest, n)
+                continue
+            maps = _read_maps(weights, biases, start, stop, d, d_out)  # as given: converted where reduced
+            args = (rfac, triangular, q, workspace)
+            if pool is None:
+                out[start:stop] = _finish_maps([_reduce_map(i, wi, bi, *args) for i, wi, bi in maps], yy, n)
             else:  # reduce this batch in threads while the previous one is finished here
-                futures = [pool.submit(_reduce_map, wk, rfac, triangular, q) for wk in wb]
-                del wb
+                futures = [pool.submit(_reduce_map, i, wi, bi, *args) for i, wi, bi in maps]
+                del maps
                 finish_waiting()
                 waiting.append((start, futures))
         finish_waiting()
@@ -582,22 +575,71 @@ def _score_linear_maps(f, y, weights, biases, batch_size: int, threads: int) -> 
     return out
 
 
+def _target_factor(f: np.ndarray, y: np.ndarray, ones: bool):
+    """Once per target, for G = [F, 1] (or F without biases, ``ones`` False; N x dg): R (r x dg,
+    r = rank G) with R^T R = G^T G and q = U^T y (r, C) for an orthonormal basis U of col(G) with
+    G = U R, so that for B = W' R^T the mapped Gram matrix is B B^T and the mapped F^T y is B q;
+    and ``rest`` = |y outside col(G)|^2 per column.  Returns (R, q, rest, triangular): R upper
+    triangular (dg x dg) when G has full column rank, so W' R^T is a TRMM, half a GEMM's flops.
+
+    Householder QR of G (a third of an SVD's time: 19 vs 92 ms at 1,000 x 385) where G certainly
+    has full column rank: s_min >= 1 / |R^-1|_F and s_max <= |R|_F, so the test below implies the
+    SVD's rank test s_min > s_max max(N, dg) eps.  Otherwise (N < dg, or nearly rank-deficient)
+    the SVD gives the rank.  Both give the same B B^T and B q up to rounding (R is unique up to the
+    signs of its rows, and q's rows flip with them).
+    """
+    n = f.shape[0]
+    g = np.hstack([f, np.ones((n, 1))]) if ones else f
+    dg = g.shape[1]
+    tol = max(n, dg) * _EPS
+    if n >= dg:
+        (packed, tau), rfac = scipy_qr(g, mode="raw", overwrite_a=ones, check_finite=False)
+        rinv, info = lapack.dtrtri(rfac, lower=0)
+        if info == 0 and np.linalg.norm(rfac) * tol * np.linalg.norm(rinv) < 1.0:
+            qty, _, info = lapack.dormqr("L", "T", packed, tau, y, lwork=64 * y.shape[1] + 65 * 64)
+            if info == 0:
+                # rest from Q^T y's rows beyond dg: no cancellation; exactly 0 when N = dg
+                rest = (qty[dg:] ** 2).sum(0)
+                return np.asfortranarray(rfac), np.ascontiguousarray(qty[:dg]), rest, True
+    u, s, vt = np.linalg.svd(g, full_matrices=False)
+    r = int((s > s[0] * tol).sum()) if s[0] > 0 else 0
+    rfac = s[:r, None] * vt[:r]  # R = diag(s) V^T
+    q = u[:, :r].T @ y  # (r, C)
+    # |y outside col(G)|^2, without cancellation; exactly 0 when col(G) is all of R^N: there
+    # rounding noise (~1e-30) would otherwise decide the evidence of an exact interpolation
+    rest = np.zeros(y.shape[1]) if r == n else ((y - u[:, :r] @ q) ** 2).sum(0)
+    triangular = r == dg
+    if triangular:  # rotate R to upper triangular (R = Q2 R2)
+        q2, rfac = np.linalg.qr(rfac)
+        q = q2.T @ q
+    return np.asfortranarray(rfac), np.ascontiguousarray(q), rest, triangular
+
+
 def _thread_count(threads: int | None) -> int:
     if threads is None:
-        threads = int(os.environ.get("TASKRANK_THREADS", "0") or 0) or len(os.sched_getaffinity(0))
+        threads = environment.threads()
     threads = int(threads)
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     return threads
 
 
+_BLAS_CONTROLLER: list = []  # threadpoolctl's view of the BLAS libraries, found once
+
+
 def _single_threaded_blas():
-    """BLAS limited to one thread while this process's own threads run LAPACK side by side."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    """BLAS limited to one thread while this process's own threads run LAPACK side by side.
+
+    The libraries are looked up once per process (``threadpool_limits`` scans every loaded library
+    on each call: 7-28 ms, as much as scoring a few maps); numpy's and scipy's BLAS, the only ones
+    used here, are loaded by this module's imports, so the first lookup finds them."""
+    if not _BLAS_CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            return nullcontext()
+        _BLAS_CONTROLLER.append(ThreadpoolController())
+    return _BLAS_CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 def _load_maps(weights, biases, start: int, stop: int, d: int, d_out: int | None) -> np.ndarray:
@@ -625,36 +667,76 @@ def _load_maps(weights, biases, start: int, stop: int, d: int, d_out: int | None
     return out
 
 
-def _reduce_map(wk: np.ndarray, rfac: np.ndarray, triangular: bool, q: np.ndarray):
-    """The O(D_out^3) part for one map W' = [W, b] (D_out x dg, D_out <= r): B = W' R^T, A = B B^T,
-    c = B q, and A = Q T Q^T with w = Q^T c.  Returns (B^T, c, diag, off, w); the last three are
-    None where the reduction failed or D_out <= 2.
+def _read_maps(weights, biases, start: int, stop: int, d: int, d_out: int) -> list:
+    """Maps start..stop as given (any real dtype; items of lazy sequences loaded here, in the calling
+    thread), shapes checked: [(index, W (D_out, d), b (D_out,) or None)]."""
+    maps = []
+    for i in range(start, stop):
+        wi = np.asarray(weights[i])
+        if wi.shape != (d_out, d):
+            if wi.ndim != 2 or wi.shape[1] != d:
+                raise ValueError(f"weights must be (D_out, {d}) per map, got {wi.shape}")
+            raise ValueError(f"all maps must have the same output dimension ({d_out}), got {wi.shape[0]}")
+        bi = None
+        if biases is not None:
+            bi = np.asarray(biases[i]).reshape(-1)
+            if bi.shape != (d_out,):
+                raise ValueError(f"biases[{i}] has {bi.size} entries, expected {d_out}")
+        maps.append((i, wi, bi))
+    return maps
 
+
+def _workspace(local: threading.local, name: str, shape: tuple, order: str) -> np.ndarray:
+    """This thread's float64 array ``name`` of ``shape``, allocated once per call and thread: fresh
+    arrays (or an 8-map batch array, 38 MB at D = 768) cost page faults and cache misses: converting a
+    map took 3-19 ms of its 75-100 ms at D = 768 on a loaded machine, into a reused array under 2."""
+    a = getattr(local, name, None)
+    if a is None or a.shape != shape:
+        a = np.empty(shape, order=order)
+        setattr(local, name, a)
+    return a
+
+
+def _reduce_map(i: int, wi, bi, rfac: np.ndarray, triangular: bool, q: np.ndarray, local: threading.local):
+    """The O(D_out^3) part for map i, W' = [W, b] (D_out x dg, D_out <= r): B = W' R^T, A = B B^T,
+    c = B q, and A = Q T Q^T with w = Q^T c.  Returns (A, c, diag, off, w): (None, c, diag, off, w)
+    normally, (A, c, None, None, None) where D_out <= 2 or the reduction failed.
+
+    W' is converted to float64 here, into this thread's reused array, and checked for NaN/inf.
     BLAS/LAPACK, all without the GIL (``lapack_nogil``), so maps reduce side by side in threads:
-    B^T = R W'^T (TRMM in place on W'^T, which is W' in Fortran order), the lower half of A (SYRK),
-    tridiagonalise A (dsytrd), and apply the reflectors to c rather than forming eigenvectors
-    (dormqr).  Writes only to ``wk`` and to its own arrays.
+    B^T = R W'^T (TRMM in place on W'^T, which is W' in Fortran order), the lower half of A (SYRK,
+    into this thread's array), tridiagonalise A (dsytrd), and apply the reflectors to c rather than
+    forming eigenvectors (dormqr).  Nothing of size D_out^2 is returned, so the threads' arrays are
+    reused at once.
     """
+    d_out, d = wi.shape
+    wk = _workspace(local, "map", (d_out, d + (bi is not None)), "C")
+    wk[:, :d] = wi
+    if bi is not None:
+        wk[:, d] = bi
+    if not np.isfinite(wk).all():
+        raise ValueError(f"map {i} contains NaN or infinite values")
     if triangular:
         bt = lapack_nogil.trmm_upper(rfac, wk.T)  # in place: wk.T is W'^T in Fortran order, (r, D_out)
     else:
         bt = np.asfortranarray(rfac @ wk.T)
     c = bt.T @ q  # (D_out, C)
-    m = bt.shape[1]
-    if m > 2:
-        packed, diag, off, tau, info = lapack_nogil.tridiagonalise_lower(lapack_nogil.gram_lower(bt))
+    if d_out > 2:
+        gram = lapack_nogil.gram_lower(bt, _workspace(local, "gram", (d_out, d_out), "F"))
+        packed, diag, off, tau, info = lapack_nogil.tridiagonalise_lower(gram)
         if info == 0:
             w = np.array(c, order="F")
             if lapack_nogil.apply_reflectors_transposed(packed, tau, w) == 0:
-                return bt, c, diag, off, w
-    return bt, c, None, None, None
+                return None, c, diag, off, w
+    return bt.T @ bt, c, None, None, None
 
 
 def _finish_maps(reduced: list, yy: np.ndarray, n: int) -> list[float]:
     """LogME of reduced maps (``_reduce_map``): the fixed point of all of them at once from LDL^T
     factorisations of T + lambda (``_evidence_tridiagonal_ldl``, O(D_out) per step and map).
     Fallbacks per map, each exact: T's eigenvalues (dsterf) where T is near-singular or the maximum
-    is at the edge of the lambda range (``_evidence_tridiagonal``), then a full eigendecomposition.
+    is at the edge of the lambda range (``_evidence_tridiagonal``), then T's eigenvectors (A = Q T Q^T,
+    so A's eigenvalues are T's and z = V_T^T w), or A's where it was not reduced.
     """
     tri = [i for i, parts in enumerate(reduced) if parts[2] is not None]
     evs: list = [None] * len(reduced)
@@ -663,16 +745,19 @@ def _finish_maps(reduced: list, yy: np.ndarray, n: int) -> list[float]:
         for i, ev in zip(tri, found):
             evs[i] = ev
     scores = []
-    for (bt, c, diag, off, w), ev in zip(reduced, evs):
-        m = bt.shape[1]
+    for (gram, c, diag, off, w), ev in zip(reduced, evs):
+        m = c.shape[0]
         if ev is None and diag is not None:
             theta, info = lapack.dsterf(diag, off)
             if info == 0:
                 ev = _evidence_tridiagonal(diag, off, w, _clean_eigenvalues(theta, m), yy, n)
         if ev is None:
-            b = bt.T
-            s, v = np.linalg.eigh(b @ b.T)
-            z = v.T @ c
+            if diag is not None:
+                s, v = eigh_tridiagonal(diag, off)
+                z = v.T @ w
+            else:
+                s, v = np.linalg.eigh(gram)
+                z = v.T @ c
             ev = _evidence_from_spectrum(_clean_eigenvalues(s, m), (z * z).T, n, yy=yy)
         scores.append(float(np.mean(ev)))
     return scores

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..store import Artefact, ArtefactError
 from ..tasks import Task
-from ..finetuned import TaskRef, default_dir, model_dir, train
+from ..environment import finetuned_cache
+from ..finetuned import TaskRef, model_dir, train
 from ..tuning import load_encoder_state
 from .base import Estimator
 from .esm import EsmLogme, tuned_encoder
@@ -60,7 +61,7 @@ class _SourceModelEstimator(EsmLogme):
         return artefact
 
     def _workdir(self) -> str:
-        return self.finetuned_dir or default_dir()
+        return self.finetuned_dir or finetuned_cache()
 
     def model_folder(self, task_name: str, fingerprint: str) -> Path:
         """Where a source's fine-tuned model lives in the cache (whether or not it is there yet)."""

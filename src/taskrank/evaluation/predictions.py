@@ -61,7 +61,7 @@ def pool_predictions(methods: Sequence[str], pool, tasks_folder: str | Path | No
     folder = Path(tasks_folder) if tasks_folder is not None else None
     estimators = [pool.estimator(m, model=model) for m in methods]
     rows, candidates = [], {}
-    for target in track(list(targets), description="evaluate: scoring", total=len(targets)):
+    for target in track(list(targets), description="evaluate: scoring", total=len(targets), line=str):
         if load is not None:
             task = load(target)
         else:

@@ -11,35 +11,77 @@ determines them, so a grid can be re-run, extended or resumed without repeating 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields
 
-from ..finetuned import DATA_SEED, SourceRecipe, TaskRef, config_hash, load_ref, model_dir, train
+from ..finetuned import SourceRecipe, TaskRef, config_hash, load_ref, model_dir, train
 from ..models import BaseModel, resolve, set_threads
+from ..recipe import DATA_SEED, EVAL_EXAMPLES, SOURCE, TARGET, Recipe
 from ..task_metrics import task_metric
 from ..tasks import Task, TaskError
 from ..tuning import (
     PROMPT_METHODS, TuningConfig, check_trainable, evaluate, fine_tune, load_encoder_state, load_prompt_state,
 )
 
+# the fields the two recipes of a setting have always shared (one value in run keys and journal rows)
+_SHARED = ("batch_size", "max_length", "bf16")
+# which target rows score a run: "validation" (the validation split, else test, else held-out
+# training rows: the first grids) or "validation+test" (both held-out splits pooled, so a small
+# validation split does not make one example worth 2 %: the transfer17 pilot)
+EVAL_SPLITS = ("validation", "validation+test")
+
 
 @dataclass(frozen=True)
 class TransferSetting:
-    """CPU-sized defaults: sources capped at 2,000 examples (2 epochs), targets at 1,000 (1 epoch),
-    128 tokens, targets scored on up to 500 validation examples. All overridable."""
+    """A base model and tuning method, the source model's recipe and the target's (CPU-sized
+    defaults :data:`taskrank.recipe.SOURCE`, :data:`~taskrank.recipe.TARGET`: sources capped at 2,000
+    examples for 2 epochs, targets at 1,000 for 1, 128 tokens), and the validation examples a
+    target is scored on (500) and from which splits (:data:`EVAL_SPLITS`)."""
 
     model: str = "default"
     method: str = "full"
-    source_examples: int = 2000
-    source_epochs: int = 2
-    source_lr: float = 1e-4
-    target_examples: int = 1000
-    target_epochs: int = 1
-    target_lr: float = 2e-4
-    eval_examples: int = 500
-    batch_size: int = 32
-    max_length: int = 128
-    bf16: bool = False
+    source: Recipe = SOURCE
+    target: Recipe = TARGET
+    eval_examples: int = EVAL_EXAMPLES
+    eval_splits: str = "validation"
+
+    def __post_init__(self):
+        if self.eval_splits not in EVAL_SPLITS:
+            raise TaskError(f"eval splits '{self.eval_splits}': choose from {', '.join(EVAL_SPLITS)}")
+
+    @classmethod
+    def flat(cls, **values) -> "TransferSetting":
+        """The setting from the flat fields :meth:`to_dict` writes (``source_examples=24,
+        max_length=32``): ``batch_size``, ``max_length`` and ``bf16`` apply to both sides unless a
+        ``target_*`` field says otherwise."""
+        out = {k: values.pop(k) for k in ("model", "method", "eval_examples", "eval_splits") if k in values}
+        sides = {side: {} for side in ("source", "target")}
+        for name in _SHARED:
+            if name in values:
+                sides["source"][name] = sides["target"][name] = values.pop(name)
+        for side, recipe in sides.items():
+            for name in ("examples", "epochs", "lr", *_SHARED):
+                if f"{side}_{name}" in values:
+                    recipe[name] = values.pop(f"{side}_{name}")
+        if values:
+            known = ["model", "method", "eval_examples", "eval_splits", *_SHARED,
+                     *(f"{side}_{f.name}" for side in sides for f in fields(Recipe))]
+            raise TypeError(f"unknown transfer setting field(s) {', '.join(sorted(values))} (known: {', '.join(known)})")
+        return cls(**out, source=SOURCE.but(**sides["source"]), target=TARGET.but(**sides["target"]))
+
+    def to_dict(self) -> dict:
+        """The setting as run keys and journal rows record it: the flat fields of the first grids
+        (``source_examples``, ..., one ``batch_size``/``max_length``/``bf16``), so every key of the
+        committed runs stays the same; a target recipe that differs in a shared field adds
+        ``target_<field>``, and scoring on other than the validation split adds ``eval_splits``."""
+        s, t = self.source, self.target
+        out = {"model": self.model, "method": self.method,
+               "source_examples": s.examples, "source_epochs": s.epochs, "source_lr": s.lr,
+               "target_examples": t.examples, "target_epochs": t.epochs, "target_lr": t.lr,
+               "eval_examples": self.eval_examples, **{name: getattr(s, name) for name in _SHARED}}
+        out.update({f"target_{name}": getattr(t, name) for name in _SHARED if getattr(t, name) != getattr(s, name)})
+        if self.eval_splits != "validation":
+            out["eval_splits"] = self.eval_splits
+        return out
 
     @property
     def name(self) -> str:
@@ -48,13 +90,10 @@ class TransferSetting:
 
     def source_recipe(self) -> SourceRecipe:
         """What determines an intermediate source model (not the target-side settings)."""
-        return SourceRecipe(model=self.model, method=self.method, source_examples=self.source_examples,
-                            source_epochs=self.source_epochs, source_lr=self.source_lr, batch_size=self.batch_size,
-                            max_length=self.max_length, bf16=self.bf16)
+        return SourceRecipe(model=self.model, method=self.method, training=self.source)
 
     def target_tuning(self, seed: int) -> TuningConfig:
-        return TuningConfig(method=self.method, epochs=self.target_epochs, lr=self.target_lr,
-                            batch_size=self.batch_size, max_length=self.max_length, seed=seed, bf16=self.bf16)
+        return self.target.tuning(self.method, seed)
 
 
 @dataclass(frozen=True)
@@ -66,7 +105,7 @@ class Run:
 
     @property
     def key(self) -> str:
-        key = {"setting": asdict(self.setting), "target": self.target.fingerprint,
+        key = {"setting": self.setting.to_dict(), "target": self.target.fingerprint,
                "source": self.source.fingerprint if self.source else "", "seed": self.seed}
         if self.source is not None and self.setting.method in PROMPT_METHODS:
             key["init"] = "source-prompt"  # earlier prompt 'transfers' started from the vocabulary: not these runs
@@ -94,16 +133,23 @@ def plan(tasks: list[Task], seeds: list[int], setting: TransferSetting,
 
 def target_frames(target: Task, setting: TransferSetting):
     """(training sample, evaluation sample) of a target: the validation (else test) split scores it;
-    a task with a training split only (TaskWeb's samples) is scored on held-out training examples,
-    a fifth of them at most, never trained on."""
-    for split in ("validation", "test"):
-        if split in target.splits:
-            return (target.sample(setting.target_examples, DATA_SEED),
-                    target.sample(setting.eval_examples, DATA_SEED, split=split))
+    with ``eval_splits="validation+test"`` the two held-out splits pooled (shuffled with the data
+    seed, the first ``eval_examples``). A task with a training split only (TaskWeb's samples) is
+    scored on held-out training examples, a fifth of them at most, never trained on."""
+    held_out = [s for s in ("validation", "test") if s in target.splits]
+    if held_out and setting.eval_splits == "validation+test":
+        import pandas as pd
+
+        pooled = pd.concat([target.split(s) for s in held_out]).sample(frac=1.0, random_state=DATA_SEED)
+        return (target.sample(setting.target.examples, DATA_SEED),
+                pooled.iloc[:setting.eval_examples].reset_index(drop=True))
+    if held_out:
+        return (target.sample(setting.target.examples, DATA_SEED),
+                target.sample(setting.eval_examples, DATA_SEED, split=held_out[0]))
     shuffled = target.sample(None, DATA_SEED)
     held = min(setting.eval_examples, len(shuffled) // 5)
     rest = shuffled.iloc[held:]
-    return rest.iloc[:setting.target_examples].reset_index(drop=True), shuffled.iloc[:held].reset_index(drop=True)
+    return rest.iloc[:setting.target.examples].reset_index(drop=True), shuffled.iloc[:held].reset_index(drop=True)
 
 
 def source_start(workdir: str | Path, run: Run, threads: int | None = None, device: str = "cpu") -> dict:
@@ -125,7 +171,7 @@ def execute_run(workdir: str | Path, run: Run, threads: int | None = None, devic
     target = load_ref(run.target)
     setting = run.setting
     start_from = source_start(workdir, run, threads, device)
-    base = BaseModel(setting.model, max_length=setting.max_length, device=device)
+    base = BaseModel(setting.model, max_length=setting.target.max_length, device=device)
     config = setting.target_tuning(run.seed)
     train_frame, eval_frame = target_frames(target, setting)
     result = fine_tune(base, target, config, train=train_frame, **start_from)
@@ -134,6 +180,6 @@ def execute_run(workdir: str | Path, run: Run, threads: int | None = None, devic
         "key": run.key, "target": run.target.name, "source": run.source.name if run.source else "",
         "seed": run.seed, "setting": setting.name, "metric": task_metric(target), "value": value,
         "seconds": round(time.time() - start, 2),
-        "config": {"setting": asdict(setting), "target_fingerprint": run.target.fingerprint,
+        "config": {"setting": setting.to_dict(), "target_fingerprint": run.target.fingerprint,
                    "source_fingerprint": run.source.fingerprint if run.source else "", "seed": run.seed},
     }

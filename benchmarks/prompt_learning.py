@@ -96,6 +96,8 @@ NOTES = [
     "len20-lr3e-1-headfirst+frozen is also the frozen twin of len20-lr3e-2-headfirst (same head schedule)",
     "proxy: pools built with `taskrank pool build --method prompt-max`; 'shipped default' = the package's "
     "100-token artefacts",
+    "transfer17: `taskrank evaluate --matrix benchmarks/transfer17/runs.csv --ceiling one` on the shipped pool "
+    "(100 tokens) and on a pool of the 17 tasks built with the 20-token default; means over 17 targets, NDCG x100",
 ]
 
 
@@ -195,7 +197,7 @@ def write(records: list[dict], out: Path, proxy: list[dict] | None = None) -> No
     saved = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
     keep = {(r["pool"], r["recipe"]) for r in proxy or []}
     proxy = [p for p in saved.get("proxy", []) if (p["pool"], p["recipe"]) not in keep] + (proxy or [])
-    out.with_suffix(".json").write_text(json.dumps({"notes": NOTES, "runs": records, "proxy": proxy}))
+    out.with_suffix(".json").write_text(json.dumps({**saved, "notes": NOTES, "runs": records, "proxy": proxy}))
     cols = ["task", "recipe", "metric", "validation", "displacement", "steps", "head_steps", "seconds",
             "loss_first5", "loss_last5", "joint_loss_first5"]
     pd.DataFrame(records).reindex(columns=cols).to_csv(out.with_suffix(".csv"), index=False, float_format="%.4f")

@@ -1,6 +1,6 @@
 """Prompt-training options (benchmarks/prompt_learning.py measures them): initialisation from the class
-names or at random, a head-only phase that leaves the prompt untouched, the head's own learning rate,
-and the soft-prompt estimators' recipes (the original one keeps its artefact ids)."""
+names or at random, a head-only phase that leaves the prompt untouched, the head's own learning rate;
+the soft-prompt estimators' 20-token default (the earlier 100 keeps its artefact ids)."""
 
 import numpy as np
 import pandas as pd

@@ -68,7 +68,6 @@ def done() -> set:
 def run_shard(shard: int, shards: int, workdir: str) -> None:
     from taskrank.finetuned import TaskRef, train
     from taskrank.models import BaseModel, set_threads
-    from taskrank.recipe import DATA_SEED
     from taskrank.task_metrics import score_outputs, task_metric
     from taskrank.tasks import load_task
     from taskrank.transfer.runner import TransferSetting, target_frames
@@ -87,8 +86,8 @@ def run_shard(shard: int, shards: int, workdir: str) -> None:
         if source_name:
             source_dir = train(workdir, grid.source_recipe(), TaskRef.of(tasks[source_name]), seed)
             state = load_encoder_state(source_dir)
-        pool = pd.concat([target.split(s) for s in ("validation", "test") if s in target.splits])
-        pool = pool.sample(frac=1.0, random_state=DATA_SEED).reset_index(drop=True).iloc[:max(EVAL_SIZES)]
+        # validation + test pooled, the nested samples' frame (the chosen recipe's eval_splits)
+        _, pool = target_frames(target, replace(grid, eval_splits="validation+test", eval_examples=max(EVAL_SIZES)))
         train_frame, grid_eval = target_frames(target, grid)
         base = BaseModel(grid.model, max_length=grid.target.max_length)
         metric = task_metric(target)

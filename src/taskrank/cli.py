@@ -286,15 +286,13 @@ def pool_import_esms(
 def _transfer_setting(model: str, method: str, **options):
     """The transfer setting of the CLI's options (``source_examples``, ..., as
     ``TransferSetting.to_dict`` names them), each checked before any work."""
-    from .transfer.runner import EVAL_SPLITS, TransferSetting
+    from .transfer.runner import TransferSetting
     from .tuning import METHODS
 
     if method not in METHODS:
         raise OptionError(f"tuning method '{method}': choose from {', '.join(METHODS)}")
     _at_least(1, **{k: v for k, v in options.items() if k.endswith(("_examples", "_epochs", "_length", "_size"))})
     _positive(**{k: v for k, v in options.items() if k.endswith("_lr")})
-    if options.get("eval_splits", "validation") not in EVAL_SPLITS:
-        raise OptionError(f"--eval-splits {options['eval_splits']}: choose from {', '.join(EVAL_SPLITS)}")
     return TransferSetting.flat(model=model, method=method, **options)
 
 

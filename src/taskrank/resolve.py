@@ -60,10 +60,14 @@ def find_source(estimator: Estimator, store: Store, fingerprint: str) -> Artefac
 
 def source_artefact(estimator: Estimator, task: Task, store: Store | None = None) -> Artefact:
     """A source's artefact: from ``store``, else prepared now (and kept there)."""
-    key = source_key(estimator, task.fingerprint)
+    return _stored_or_made(store, source_key(estimator, task.fingerprint), lambda: estimator.prepare(task))
+
+
+def _stored_or_made(store: Store | None, key: tuple, make: Callable[[], Artefact]) -> Artefact:
+    """The artefact under ``key`` in ``store``, else ``make()`` (kept there when there is a store)."""
     found = store.load(*key) if store is not None else None
     if found is None:
-        found = estimator.prepare(task)
+        found = make()
         if store is not None:
             store.save(*key, found)
     return found
@@ -80,12 +84,7 @@ def target_artefact(estimator: Estimator, target: Task, cache: Store | None = No
         if found is not None:
             return found
     key = (estimator.target_artefact_id, estimator.model.model_id, target.fingerprint)
-    found = cache.load(*key) if cache is not None else None
-    if found is None:
-        found = estimator.prepare_target(target)
-        if cache is not None:
-            cache.save(*key, found)
-    return found
+    return _stored_or_made(cache, key, lambda: estimator.prepare_target(target))
 
 
 def score_sources(estimator: Estimator, target: Task, sources: Sequence[dict],

@@ -46,7 +46,7 @@ class TransferSetting:
 
     def __post_init__(self):
         if self.eval_splits not in EVAL_SPLITS:
-            raise TaskError(f"eval splits '{self.eval_splits}': choose from {', '.join(EVAL_SPLITS)}")
+            raise TaskError(f"eval splits '{self.eval_splits}' (--eval-splits): choose from {', '.join(EVAL_SPLITS)}")
 
     @classmethod
     def flat(cls, **values) -> "TransferSetting":

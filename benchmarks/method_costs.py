@@ -8,9 +8,9 @@ is that method's own:
 
 * ``build`` — the one-time cost per source: ``prepare`` of one source task (``--source``, default
   sst2) for each artefact family, timed (wall and CPU), the artefact's bytes on disk, and whether
-  it needs a fine-tuned source model. ESM-LogME's source fine-tuning (shared with logme/leep/nce,
+  it needs a fine-tuned source model. ESM-LogME's source fine-tuning (shared with logme/leep/nce/frozen-transfer,
   whose whole artefact it is) is timed apart from the ESM itself, from a fresh folder, and the
-  model folder's bytes are the disk of logme/leep/nce. The shipped pools' mean artefact size per
+  model folder's bytes are the disk of logme/leep/nce/frozen-transfer. The shipped pools' mean artefact size per
   family is reported beside it.
 * ``target`` — the per-target cost of ranking the pool's sources for a target that is not in the
   pool (``--targets``; the methods that tune or fine-tune the target or run every source model
@@ -20,7 +20,7 @@ is that method's own:
   both, and per (source, target) pair ``ms_per_pair`` = cold_s / sources (the ESM paper's measure)
   and ``ms_per_pair_warm``. Constructions that share a target artefact (the five ``prompt-*``;
   ``taskemb``/``curvegrad``) tune it once in their process: the later ones report the first's
-  ``prep_s`` (``prep_shared_with``). logme/leep/nce first make sure every source's fine-tuned
+  ``prep_s`` (``prep_shared_with``). logme/leep/nce/frozen-transfer first make sure every source's fine-tuned
   model is in the cache (``--finetuned-dir``; trained there if missing, from ``TASKRANK_DATA``,
   timed as ``source_models_s``), then run every source model on the target.
 
@@ -64,6 +64,7 @@ FAMILIES = {
     "finetune": ("taskemb", "full fine-tuning (500 examples)"),
     "prompt": ("prompt-feature", "prompt tuning"),
     "esm-logme": ("esm-logme", "fine-tuned source model + ESM fit"),
+    "llm-similarity": ("llm-similarity", "task description (LLM tokenizer)"),
 }
 # per method: the family whose artefact it reads (composites: their members')
 METHOD_FAMILY = {
@@ -73,6 +74,7 @@ METHOD_FAMILY = {
     "taskemb": ["finetune"], "curvegrad": ["finetune"],
     **{f"prompt-{c}": ["prompt"] for c in ("feature", "unigram", "flatten", "bigram", "max")},
     "esm-logme": ["esm-logme"], "logme": ["source-models"], "leep": ["source-models"], "nce": ["source-models"],
+    "frozen-transfer": ["source-models"], "llm-similarity": ["llm-similarity"],
     "taskshop:roe": ["roe"], "ensemble:textemb+roe": ["textemb", "roe"],
     "learned:roe+textemb+vocab+size+same-type": ["roe", "textemb", "vocab", "size"],
 }
@@ -83,20 +85,21 @@ GROUPS = [
     ["tupate-lora"], ["tupate-bitfit"], ["tupate-prefix"], ["tupate-ensemble"],
     ["taskemb", "curvegrad"],
     ["prompt-feature", "prompt-unigram", "prompt-flatten", "prompt-bigram", "prompt-max"],
-    ["logme"], ["leep"], ["nce"],
+    ["logme"], ["leep"], ["nce"], ["frozen-transfer"], ["llm-similarity"],
 ]
 # tune/fine-tune the target, or run every source model on it: only the first --expensive-targets
 EXPENSIVE = {"tupate-lora", "tupate-bitfit", "tupate-prefix", "tupate-ensemble", "taskemb", "curvegrad",
              "prompt-feature", "prompt-unigram", "prompt-flatten", "prompt-bigram", "prompt-max",
-             "logme", "leep", "nce"}
-SOURCE_MODELS = {"logme", "leep", "nce"}
+             "logme", "leep", "nce", "frozen-transfer"}
+SOURCE_MODELS = {"logme", "leep", "nce", "frozen-transfer"}
 
 
-NOTES = ("per_source_s: prepare of one source (the build source); logme/leep/nce: fine-tuning its model; esm-logme: "
-         "that fine-tuning + the ESM. per_target_*: the first target; cold = prep (target side) + warm (ranking with it "
-         "cached); ms_per_pair = cold / the pool's sources. logme/leep/nce score --source-model-sources sources and "
-         "their warm time is scaled to the pool (extrapolated_from_sources). Composites: their members' costs. Times "
-         "are wall seconds on a shared machine (see loadavg); *_cpu_s are the process's CPU seconds.")
+NOTES = ("per_source_s: prepare of one source (the build source); logme/leep/nce/frozen-transfer: fine-tuning "
+         "its model; esm-logme: that fine-tuning + the ESM. per_target_*: the first target; cold = prep (target side) "
+         "+ warm (ranking with it cached); ms_per_pair = cold / the pool's sources. logme/leep/nce/frozen-transfer "
+         "score --source-model-sources sources and their warm time is scaled to the pool (extrapolated_from_sources). "
+         "Composites: their members' costs. Times are wall seconds on a shared machine (see loadavg); *_cpu_s are "
+         "the process's CPU seconds.")
 
 
 def peak_rss_mb() -> float:
@@ -137,7 +140,7 @@ def child_build(family: str, source: str, work: Path) -> dict:
     estimator = get_estimator(method)
     out = {"family": family, "method": method, "source": task.name, "needs": needs, "setup_s": load.wall}
     finetuned = work / "build-finetuned"
-    if family == "esm-logme":  # its source model, timed apart: it is all that logme/leep/nce keep per source
+    if family == "esm-logme":  # its source model, timed apart: all that logme/leep/nce/frozen-transfer keep per source
         shutil.rmtree(finetuned, ignore_errors=True)
         estimator.finetuned_dir = str(finetuned)
         with Clock() as ft:
@@ -166,13 +169,9 @@ def child_target(methods: list[str], pool_name: str, targets: list[str], work: P
     from taskrank.models import BaseModel
     from taskrank.pool import Pool
     from taskrank.ranking import score_sources
+    from taskrank.resolve import leaves
     from taskrank.store import Store
     from taskrank.tasks import load_task
-
-    try:
-        from taskrank.resolve import leaves
-    except ImportError:  # before taskrank.resolve
-        from taskrank.pool import with_members as leaves
 
     with Clock() as load:
         BaseModel().load()
@@ -368,7 +367,7 @@ def figure(csv_path: Path, png_path: Path) -> Path:
     """Quality versus cost, one point per method, from the committed CSV only: x = the per-target
     cost of ranking the pool (cold cache, wall seconds, log axis), y = NDCG on TaskWeb-22 (the gold
     that separates methods: transfer17's split-seed ceiling is near random) with its 95% bootstrap
-    interval over targets.  Methods without a TaskWeb-22 score (logme/leep/nce: TaskWeb-22 ships
+    interval over targets.  Methods without a TaskWeb-22 score (logme/leep/nce/frozen-transfer: TaskWeb-22 ships
     no fine-tuned source models) are listed under the plot with their cost."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -461,8 +460,9 @@ def main(argv=None) -> int:
     p.add_argument("--source", default=str(DATA / "tasks" / "sst2"), help="the source task the build phase prepares")
     p.add_argument("--phases", default="build,target")
     p.add_argument("--source-model-sources", type=int, default=3,
-                   help="logme/leep/nce: score this many sources (the smallest; their fine-tuned models are trained "
-                        "if missing) and scale the scoring time to the whole pool; 0 = every source (default 3)")
+                   help="logme/leep/nce/frozen-transfer: score this many sources (the smallest; their fine-tuned "
+                        "models are trained if missing) and scale the scoring time to the whole pool; "
+                        "0 = every source (default 3)")
     p.add_argument("--methods", nargs="*", help="only these methods (target phase) / families (build phase)")
     p.add_argument("--threads", type=int, default=1, help="TASKRANK_THREADS of every child (default 1: CPU seconds "
                    "then equal wall seconds on an idle core)")

@@ -77,7 +77,29 @@ def test_score_is_p_yes_averaged_over_both_orders(shared_tasks, tmp_path):
                 logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
             both.append(yes_probability(logits, ask.yes, ask.no))
         assert score == pytest.approx(np.mean(both), abs=1e-5)
-    # symmetric, a probability, and a task is more similar to a copy of itself than to question types
+    # symmetric (both questions of the pair are remembered, not asked again), a probability, and a
+    # task is more similar to a copy of itself than to question types
+    from taskrank.estimators import llm as llm_module
+
+    remembered = len(llm_module._ANSWERS)
     assert est.score(arts["trec"], [arts["sst2"]])[0] == pytest.approx(scores[1], abs=1e-5)
+    assert len(llm_module._ANSWERS) == remembered
     assert 0 < scores.min() and scores.max() < 1
     assert scores[0] > scores[1]
+
+
+@needs_llm
+def test_taskweb_pool_descriptions_are_taskwebs_natural_instructions_entries(taskweb_tasks):
+    """The shipped TaskWeb pool describes a task by its Natural-Instructions entry where TaskWeb's
+    release has one (18 of 22), else from its examples, and keeps them as the LLM's token ids."""
+    from taskrank.estimators.llm import load_llm, natinstruct_description
+    from taskrank.pool import Pool
+
+    pool = Pool.open("taskweb")
+    est = pool.estimator("llm-similarity")
+    arts = {a.config["task"]: a for a in pool.artefacts(est, pool.tasks)}
+    sources = {name: a.config["description_source"] for name, a in arts.items()}
+    assert sorted(n for n, s in sources.items() if s == "examples") == ["boolq", "hellaswag", "imdb", "stsb"]
+    tokenizer = load_llm(est.llm)[0]
+    expected = tokenizer.encode(natinstruct_description(load_task(taskweb_tasks / "copa")), add_special_tokens=False)
+    assert arts["copa"].tensors["description_ids"].tolist() == expected[:est.max_tokens]

@@ -258,3 +258,23 @@ def test_device_cuda_without_cuda_exits_2_with_one_line():
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--device cuda: CUDA is not available here" in lines[0]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_runs_only_where_the_cpu_has_it(monkeypatch, capsys, native):
+    """Emulated bf16 is about ten times slower than float32 on a CPU without bf16 instructions, so
+    the option is ignored there (one note on stderr) and honoured where the CPU has them."""
+    import torch
+
+    from taskrank import devices
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: native)
+    devices._note_no_cpu_bf16.cache_clear()
+    cpu = torch.device("cpu")
+    with devices.autocast(cpu, True):
+        assert torch.is_autocast_enabled("cpu") is native
+        assert (torch.ones(2, 3) @ torch.ones(3, 2)).dtype == (torch.bfloat16 if native else torch.float32)
+    with devices.autocast(cpu, False):
+        assert not torch.is_autocast_enabled("cpu")
+    err = capsys.readouterr().err
+    assert ("no bf16 instructions" in err) is not native

@@ -28,6 +28,17 @@ def test_pool_has_taskwebs_22_tasks_and_its_transfer_table():
     assert set(tw["target"]) == set(TASKWEB_TASKS) - {"squad_v2"}
 
 
+def test_prompt_artefacts_are_the_20_token_default():
+    """The pool's soft prompts were tuned with the estimator's default length (no override left in
+    method_params), for every task a prompt can be tuned on."""
+    pool = Pool.open("taskweb")
+    assert all("prompt_length" not in pool.method_params.get(f"prompt-{c}", {})
+               for c in ("feature", "unigram", "flatten", "bigram", "max"))
+    est = pool.estimator("prompt-feature")
+    arts = pool.artefacts(est, [t for t in pool.tasks if est.supports(t["type"])])
+    assert len(arts) == 21 and {a.tensors["prompt"].shape for a in arts} == {(20, 384)}
+
+
 @pytest.mark.parametrize("method", ["roe", "textemb", "vocab", "taskshop:roe", "esm-logme", "tupate-bitfit"])
 def test_copa_ranks_on_the_taskweb_pool(taskweb_tasks, isolated_cache, method):
     result = rank("--target", str(taskweb_tasks / "copa"), "--pool", "taskweb", "--method", method, "--format", "json")

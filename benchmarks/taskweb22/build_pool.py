@@ -23,7 +23,7 @@ REPO = HERE.parents[1]
 POOL = REPO / "src" / "taskrank" / "pools" / "taskweb"
 # cheap first, so an interrupted build still ships the text methods
 METHODS = ["random", "size", "vocab", "semb", "textemb", "roe", "roe,inputs=examples", "tupate-bitfit", "tupate-lora", "taskemb",
-           "esm-logme", "tupate-prefix", "prompt-max"]
+           "esm-logme", "tupate-prefix", "prompt-max", "llm-similarity"]
 # CPU-sized recipes: TaskWeb's prompted inputs fill the 128 tokens and multiple-choice examples
 # are 2-4 sequences each, so the methods that train use 100 examples (the default pool: 500) and
 # ESM-LogME's source models 300 examples x 1 epoch; every one is recorded here and in the artefacts.
@@ -48,7 +48,8 @@ def main(argv=None) -> int:
 
     from taskrank.estimators.taskshop import write_transfer
     from taskrank.models import BaseModel
-    from taskrank.pool import POOL_FILE, Pool, with_members
+    from taskrank.pool import POOL_FILE, Pool
+    from taskrank.resolve import leaves
     from taskrank.store import atomic_write
     from taskrank.taskweb import TASKWEB_TASKS, load_taskweb_tasks
     from taskrank.transfer.matrix import import_taskweb
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
     groups = [args.methods] if args.task_major else [[m] for m in args.methods]
     for group in groups:
         name = " ".join(group)
-        estimators = with_members([pool.estimator(m, model=base) for m in group])
+        estimators = leaves([pool.estimator(m, model=base) for m in group])
         start = time.time()
         for task in tasks:
             try:

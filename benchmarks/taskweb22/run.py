@@ -30,32 +30,32 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 DIRECT = ["random", "size", "vocab", "semb", "textemb", "roe", "roe,inputs=examples", "tupate-bitfit", "tupate-lora",
           "tupate-prefix", "tupate-ensemble", "taskemb", "curvegrad", "esm-logme", "prompt-feature",
-          "prompt-unigram", "prompt-flatten", "prompt-bigram", "prompt-max"]
+          "prompt-unigram", "prompt-flatten", "prompt-bigram", "prompt-max", "llm-similarity"]
 NOT_TRANSITIVE = ("random", "size", "tupate-ensemble")
 
 
 def available(pool, base, methods: list[str]) -> list[str]:
     """The methods whose artefacts the pool has for every source it can score."""
-    from taskrank.pool import with_members
+    from taskrank.resolve import leaves
 
     keep = []
     for m in methods:
         est = pool.estimator(m, model=base)
         ok = all(pool.store.has(e.artefact_id, base.model_id, t["fingerprint"])
-                 for e in with_members([est]) for t in pool.tasks if e.supports(t["type"]))
+                 for e in leaves([est]) for t in pool.tasks if e.supports(t["type"]))
         (keep.append(m) if ok else print(f"skipped {m}: the pool lacks its artefacts", file=sys.stderr))
     return keep
 
 
 def notes(est) -> str:
     """What a method's row rests on beyond TaskWeb's own examples (see taskrank.taskweb.SUBSTITUTES)."""
-    from taskrank.pool import with_members
+    from taskrank.resolve import leaves
 
-    leaves = with_members([est])
-    if all(getattr(e, "inputs", None) == "taskweb" for e in leaves):
+    members = leaves([est])
+    if all(getattr(e, "inputs", None) == "taskweb" for e in members):
         return "TaskWeb's roe32 inputs for all 22 tasks"
     out = ["stsb = GLUE STS-B; imdb = its answered roe32 entries; quartz = Natural-Instructions instances"]
-    if any(not e.supports("generation") for e in leaves):
+    if any(not e.supports("generation") for e in members):
         out.append("squad_v2 (generation) not scored: ranked last")
     return "; ".join(out)
 

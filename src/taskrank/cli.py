@@ -322,7 +322,7 @@ def transfer_run(
                                     "'validation+test' pooled (larger, steadier gold)."),
     max_length: int = typer.Option(SOURCE.max_length),
     batch_size: int = typer.Option(SOURCE.batch_size),
-    bf16: bool = typer.Option(SOURCE.bf16, help="bf16 autocast on CPU (about 1.6x faster where the CPU has bf16)."),
+    bf16: bool = typer.Option(SOURCE.bf16, help="bf16 autocast on CPU (about 1.6x faster where the CPU has bf16 instructions; ignored where it has none)."),
     device: str = typer.Option("auto", help=DEVICE_HELP + " Local workers get one GPU each."),
 ):
     """Run (or resume) a transfer grid; completed runs are skipped."""

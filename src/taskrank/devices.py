@@ -3,15 +3,19 @@
 A device is never part of an artefact's identity: the same task prepared on a GPU or on the CPU
 lands under the same artefact id (GPU numbers differ from CPU ones in the last digits, and by
 mixed precision, not in meaning). On the CPU everything runs as it always has: float32, with the
-tuning loop's optional bf16 autocast (``TuningConfig.bf16``). On a GPU, forward passes run under
+tuning loop's optional bf16 autocast (``TuningConfig.bf16``), which only runs where the CPU has
+bf16 instructions (elsewhere PyTorch emulates them about ten times slower than float32, so the
+option is then ignored, with one note on stderr). On a GPU, forward passes run under
 autocast: bf16 where the GPU supports it, else fp16 with a gradient scaler for training.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
+import sys
 
 from .errors import TaskrankError
 
@@ -125,12 +129,33 @@ def amp_dtype(device):
     return torch.bfloat16 if bf16_supported(device) else torch.float16
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _note_no_cpu_bf16() -> None:
+    print("taskrank: this CPU has no bf16 instructions; the bf16 option is ignored (float32 is about ten "
+          "times faster here than emulated bf16)", file=sys.stderr)
+
+
 def autocast(device, cpu_bf16: bool = False):
     """Mixed precision for forward passes: on a GPU bf16 (or fp16 where bf16 is missing); on the CPU
-    bf16 only when asked (``cpu_bf16``, the tuning loop's ``bf16`` option), else nothing."""
+    bf16 only when asked (``cpu_bf16``, the tuning loop's ``bf16`` option) and the CPU has it, else
+    nothing."""
     import torch
 
     if device.type == "cpu":
+        if cpu_bf16 and not cpu_has_bf16():
+            _note_no_cpu_bf16()
+            cpu_bf16 = False
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16)
     dtype = amp_dtype(device)
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

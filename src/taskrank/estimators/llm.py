@@ -286,6 +286,12 @@ class Asker:
         return out
 
 
+# answers already computed in this process, by (llm, normalise, Task1, Task2): ranking every target
+# of a pool asks each pair twice otherwise (once per order for each of its two tasks)
+_ANSWERS: dict[tuple[str, bool, str, str], float] = {}
+MAX_REMEMBERED = 100_000
+
+
 @register
 class LlmSimilarity(Estimator):
     """TaskWeb's LLM similarity with a small local instruction-tuned model."""
@@ -313,13 +319,19 @@ class LlmSimilarity(Estimator):
 
     def score(self, target: Artefact, sources: list[Artefact]) -> np.ndarray:
         set_threads()
-        ask = Asker(*load_llm(self.llm))
         t = self.description(target)
         pairs = []
         for source in sources:
             s = self.description(source)
             pairs += [(t, s), (s, t)]  # both orders, averaged
-        return np.asarray(ask.many(pairs, self.normalise)).reshape(len(sources), 2).mean(1)
+        keys = [(self.llm, self.normalise, a, b) for a, b in pairs]
+        todo = list(dict.fromkeys(k for k in keys if k not in _ANSWERS))
+        if todo:  # a question asked for an earlier target (the other order of its pair) is not asked again
+            if len(_ANSWERS) + len(todo) > MAX_REMEMBERED:
+                _ANSWERS.clear()
+            answers = Asker(*load_llm(self.llm)).many([k[2:] for k in todo], self.normalise)
+            _ANSWERS.update(zip(todo, answers))
+        return np.asarray([_ANSWERS[k] for k in keys]).reshape(len(sources), 2).mean(1)
 
 
 __all__ = ["Asker", "LlmSimilarity", "similarity_prompt", "task_description", "yes_probability"]

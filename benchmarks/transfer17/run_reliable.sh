@@ -5,8 +5,9 @@
 # resumable across sessions: it first loads the committed reliable/runs.csv into the journal, and
 # reliable/export.sh (run it before a session ends) writes the finished runs back.
 #   bash benchmarks/transfer17/run_reliable.sh     (env: SEEDS, WORKERS, JOURNAL, WORKDIR, TASKS, BF16)
-# BF16=--bf16 only where the CPU has bf16 instructions (avx512_bf16/amx): elsewhere autocast is
-# emulated and many times slower. The flag is part of every run key: keep one value for a grid.
+# BF16=--bf16 only where the CPU has bf16 instructions (avx512_bf16/amx): elsewhere taskrank ignores
+# it (emulated bf16 is ~10x slower) and the runs are float32, but the flag still enters every run key,
+# so keep one value for a whole grid.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 tasks=${TASKS:-$here/../../../shared/data/tasks}

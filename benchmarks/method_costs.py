@@ -413,7 +413,15 @@ def figure(csv_path: Path, png_path: Path) -> Path:
     # labels: each to the right of its point, moved up or down (with a leader line) where it would
     # overlap a label already placed; widths estimated in decades of the log axis
     boxes: list[tuple[float, float, float]] = []  # (x0, x1, y) in (log10 s, NDCG)
-    points = [(r["method"], float(r["per_target_cold_s"]), float(r["ndcg_taskweb22"])) for r in scored]
+    points: list[tuple[str, float, float]] = []
+    for r in scored:  # methods that land on the same spot (prompt-flatten = prompt-bigram) share one label
+        x, y = float(r["per_target_cold_s"]), float(r["ndcg_taskweb22"])
+        same = next((i for i, (_, px, py) in enumerate(points) if abs(np.log10(px / x)) < 0.01 and abs(py - y) < 0.05),
+                    None)
+        if same is None:
+            points.append((r["method"], x, y))
+        else:
+            points[same] = (f"{points[same][0]} = {r['method']}", *points[same][1:])
     if unscored:
         ax.annotate(", ".join(f"{r['method']} {float(r['per_target_cold_s']):.0f} s" for r in unscored),
                     (min(xs), floor + 0.8), xytext=(-8, -3), textcoords="offset points", ha="right", fontsize=7.5,

@@ -64,3 +64,28 @@ def test_shipped_taskshop_table_is_the_matrix():
     merged = committed.merge(shipped, on=["target", "source"], suffixes=("", "_shipped"))
     assert len(merged) == len(shipped) == 272
     np.testing.assert_allclose(merged.score, merged.score_shipped, rtol=0, atol=1e-9)
+
+
+RELIABLE = BENCH / "reliable"
+RELIABLE_SEEDS = [0, 1, 2, 3, 4]
+
+
+def test_reliable_grid_so_far_resumes_under_the_pilots_recipe(shared_tasks):
+    """reliable/ grows across sessions (run_reliable.sh imports it, reliable_export.sh writes it):
+    every committed run must be one that run_reliable.sh plans — the pilot's recipe (3 target
+    epochs at lr 1e-4, validation+test pooled up to 3,000, float32), seeds 0-4 — once, with the
+    matrix its pair table."""
+    runs = pd.read_csv(RELIABLE / "runs.csv", keep_default_na=False)
+    setting = TransferSetting.flat(target_epochs=3, target_lr=1e-4, eval_splits="validation+test",
+                                   eval_examples=3000)
+    planned = {r.key for r in plan(load_task_folder(shared_tasks), RELIABLE_SEEDS, setting)}
+    assert len(planned) == 17 * 17 * 5
+    assert runs.key.is_unique and set(runs.key) <= planned
+    assert runs.value.between(0, 1).all()
+    committed = pd.read_csv(RELIABLE / "matrix.csv", keep_default_na=False)
+    fresh = pair_table(runs)
+    assert len(committed) == len(fresh) > 0
+    merged = committed.merge(fresh, on=["target", "source"], suffixes=("", "_fresh"))
+    assert len(merged) == len(fresh)
+    for column in ("mean", "baseline", "PC", "score"):
+        np.testing.assert_allclose(merged[column], merged[f"{column}_fresh"], rtol=0, atol=1e-12)

@@ -21,11 +21,26 @@ from taskrank.transfer.runner import TransferSetting, plan
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks" / "transfer17"
 SEEDS = [0, 1, 2]
+RELIABLE = BENCH / "reliable"
+RELIABLE_SEEDS = [0, 1, 2, 3, 4]
 
 
 @pytest.fixture(scope="module")
 def runs() -> pd.DataFrame:
     return pd.read_csv(BENCH / "runs.csv", keep_default_na=False)
+
+
+def assert_matrix_is_pair_table(path: Path, runs: pd.DataFrame) -> pd.DataFrame:
+    """The committed matrix at ``path`` is ``pair_table(runs)``, pair for pair; returns it."""
+    numbers = ("mean", "std", "baseline", "PC", "PM", "score")  # std is empty while a pair has one seed
+    committed = pd.read_csv(path, keep_default_na=False, na_values={column: [""] for column in numbers})
+    fresh = pair_table(runs)
+    assert len(committed) == len(fresh)
+    merged = committed.merge(fresh, on=["target", "source"], suffixes=("", "_fresh"))
+    assert len(merged) == len(fresh)
+    for column in numbers:
+        np.testing.assert_allclose(merged[column], merged[f"{column}_fresh"], rtol=0, atol=1e-12)
+    return committed
 
 
 def test_every_pair_and_baseline_on_three_seeds(runs):
@@ -48,14 +63,9 @@ def test_committed_keys_are_the_runners_keys(runs, shared_tasks):
 
 
 def test_matrix_is_the_runs_pair_table(runs):
-    committed = pd.read_csv(BENCH / "matrix.csv", keep_default_na=False)
-    fresh = pair_table(runs)
-    assert len(committed) == len(fresh) == 272
+    committed = assert_matrix_is_pair_table(BENCH / "matrix.csv", runs)
+    assert len(committed) == 272
     assert (committed.n_seeds == 3).all()
-    merged = committed.merge(fresh, on=["target", "source"], suffixes=("", "_fresh"))
-    assert len(merged) == 272
-    for column in ("mean", "std", "baseline", "PC", "PM", "score"):
-        np.testing.assert_allclose(merged[column], merged[f"{column}_fresh"], rtol=0, atol=1e-12)
 
 
 def test_shipped_taskshop_table_is_the_matrix():
@@ -64,10 +74,6 @@ def test_shipped_taskshop_table_is_the_matrix():
     merged = committed.merge(shipped, on=["target", "source"], suffixes=("", "_shipped"))
     assert len(merged) == len(shipped) == 272
     np.testing.assert_allclose(merged.score, merged.score_shipped, rtol=0, atol=1e-9)
-
-
-RELIABLE = BENCH / "reliable"
-RELIABLE_SEEDS = [0, 1, 2, 3, 4]
 
 
 def test_reliable_grid_so_far_resumes_under_the_pilots_recipe(shared_tasks):
@@ -82,10 +88,4 @@ def test_reliable_grid_so_far_resumes_under_the_pilots_recipe(shared_tasks):
     assert len(planned) == 17 * 17 * 5
     assert runs.key.is_unique and set(runs.key) <= planned
     assert runs.value.between(0, 1).all()
-    committed = pd.read_csv(RELIABLE / "matrix.csv", keep_default_na=False)
-    fresh = pair_table(runs)
-    assert len(committed) == len(fresh) > 0
-    merged = committed.merge(fresh, on=["target", "source"], suffixes=("", "_fresh"))
-    assert len(merged) == len(fresh)
-    for column in ("mean", "baseline", "PC", "score"):
-        np.testing.assert_allclose(merged[column], merged[f"{column}_fresh"], rtol=0, atol=1e-12)
+    assert len(assert_matrix_is_pair_table(RELIABLE / "matrix.csv", runs)) > 0

@@ -1,0 +1,67 @@
+"""Check of the reliable grid's recipe once two of its seeds were in (issue #13).
+
+The pilot (pilot.py) chose T2: targets trained 3 epochs at lr 1e-4 on <= 1,000 examples, scored on
+validation + test (<= 3,000). With seeds 0 and 1 of the full grid done for cr and mpqa, seed 0 ranks
+their 16 sources against seed 1 at TaskWeb NDCG 35 and 67: most transfer effects at 1,000 target
+examples are under a point, the size of the seed noise. This compares, on the same targets and
+source models (seeds 0, 1), a low-data target recipe ``L``: 250 examples, 5 epochs, lr 1e-4
+(1,250 example passes instead of 3,000), which makes the source matter more.
+
+Per recipe and target: seed 0 vs seed 1 (``taskrank.reliability``, split "one", both directions),
+the spread of source effects (SD over sources of v/b - 1, seeds averaged), the seed noise (SD over
+sources of the seed-0 minus seed-1 effect, / sqrt 2) and their ratio, and seconds per run.
+
+    taskrank transfer run --tasks ../shared/data/tasks --journal J --workdir W --seeds 0,1 \\
+        --targets cr,mpqa,tweeteval-hate --target-examples 250 --target-epochs 5 --target-lr 1e-4 \\
+        --eval-splits validation+test --eval-examples 3000
+    taskrank transfer export --journal J --out benchmarks/transfer17/pilot_lowdata_runs.csv
+    python benchmarks/transfer17/pilot_lowdata.py     # -> results/transfer17_pilot_lowdata.csv
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from taskrank.reliability import reliability
+
+HERE = Path(__file__).resolve().parent
+RECIPES = {"T2 (1,000 ex, 3 ep)": HERE / "reliable" / "runs.csv", "L (250 ex, 5 ep)": HERE / "pilot_lowdata_runs.csv"}
+OUT = HERE.parent / "results" / "transfer17_pilot_lowdata.csv"
+
+
+def effects(runs: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Per source and seed: v / b - 1 with b the same seed's target-only run."""
+    r = runs[runs["target"] == target]
+    base = r[r["source"].isna()].set_index("seed")["value"]
+    pairs = r[r["source"].notna()]
+    return pairs.assign(effect=pairs["value"] / pairs["seed"].map(base) - 1).pivot(index="source", columns="seed", values="effect")
+
+
+def main() -> None:
+    rows = []
+    for recipe, path in RECIPES.items():
+        runs = pd.read_csv(path)
+        runs = runs[runs["seed"].isin([0, 1])]
+        two = [t for t, g in runs.groupby("target") if g["seed"].nunique() == 2 and len(g) == 34]
+        runs = runs[runs["target"].isin(two)]
+        rel = reliability(runs, split="one").per_target.set_index("target")
+        for t in two:
+            e = effects(runs, t).dropna()
+            spread, noise = e.mean(axis=1).std() * 100, (e[0] - e[1]).std() / np.sqrt(2) * 100
+            rows.append({"recipe": recipe, "target": t, "n_sources": len(e),
+                         "ndcg_taskweb": round(rel.loc[t, "ndcg_taskweb"] * 100, 1),
+                         "spearman": round(rel.loc[t, "spearman"], 2),
+                         "effect_sd_pct": round(spread, 2), "seed_noise_sd_pct": round(noise, 2),
+                         "signal_to_noise": round(spread / noise, 2),
+                         "baseline_pct": round(runs[(runs["target"] == t) & runs["source"].isna()]["value"].mean() * 100, 1),
+                         "seconds_per_run": round(runs[runs["target"] == t]["seconds"].mean(), 1)})
+    table = pd.DataFrame(rows)
+    table.to_csv(OUT, index=False)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

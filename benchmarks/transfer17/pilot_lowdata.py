@@ -11,8 +11,9 @@ Per recipe and target: seed 0 vs seed 1 (``taskrank.reliability``, split "one", 
 the spread of source effects (SD over sources of v/b - 1, seeds averaged), the seed noise (SD over
 sources of the seed-0 minus seed-1 effect, / sqrt 2) and their ratio, and seconds per run.
 
+    taskrank transfer import --runs benchmarks/transfer17/pilot_lowdata_runs.csv --journal J   # resume
     taskrank transfer run --tasks ../shared/data/tasks --journal J --workdir W --seeds 0,1 \\
-        --targets cr,mpqa,tweeteval-hate --target-examples 250 --target-epochs 5 --target-lr 1e-4 \\
+        --targets cr,mpqa,tweeteval-hate,mr --target-examples 250 --target-epochs 5 --target-lr 1e-4 \\
         --eval-splits validation+test --eval-examples 3000
     taskrank transfer export --journal J --out benchmarks/transfer17/pilot_lowdata_runs.csv
     python benchmarks/transfer17/pilot_lowdata.py     # -> results/transfer17_pilot_lowdata.csv

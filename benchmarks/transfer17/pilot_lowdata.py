@@ -27,18 +27,17 @@ import numpy as np
 import pandas as pd
 
 from taskrank.reliability import reliability
+from taskrank.transfer.matrix import pair_table
 
 HERE = Path(__file__).resolve().parent
 RECIPES = {"T2 (1,000 ex, 3 ep)": HERE / "reliable" / "runs.csv", "L (250 ex, 5 ep)": HERE / "pilot_lowdata_runs.csv"}
 OUT = HERE.parent / "results" / "transfer17_pilot_lowdata.csv"
 
 
-def effects(runs: pd.DataFrame, target: str) -> pd.DataFrame:
-    """Per source and seed: v / b - 1 with b the same seed's target-only run."""
-    r = runs[runs["target"] == target]
-    base = r[r["source"].isna()].set_index("seed")["value"]
-    pairs = r[r["source"].notna()]
-    return pairs.assign(effect=pairs["value"] / pairs["seed"].map(base) - 1).pivot(index="source", columns="seed", values="effect")
+def effects(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (target, source) and seed: PC of that seed alone (v_s / b_s - 1, ``pair_table``)."""
+    return pd.concat({seed: pair_table(r).set_index(["target", "source"])["PC"]
+                      for seed, r in runs.groupby("seed")}, axis=1)
 
 
 def main() -> None:
@@ -49,8 +48,9 @@ def main() -> None:
         two = [t for t, g in runs.groupby("target") if g["seed"].nunique() == 2 and len(g) == 34]
         runs = runs[runs["target"].isin(two)]
         rel = reliability(runs, split="one").per_target.set_index("target")
+        pcs = effects(runs)
         for t in two:
-            e = effects(runs, t).dropna()
+            e = pcs.loc[t].dropna()
             spread, noise = e.mean(axis=1).std() * 100, (e[0] - e[1]).std() / np.sqrt(2) * 100
             rows.append({"recipe": recipe, "target": t, "n_sources": len(e),
                          "ndcg_taskweb": round(rel.loc[t, "ndcg_taskweb"] * 100, 1),

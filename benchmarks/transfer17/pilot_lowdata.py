@@ -21,9 +21,8 @@ k = 5 (TaskWeb-NDCG >= 0.80 on average, no target below 0.60).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -43,11 +43,18 @@ def effects(runs: pd.DataFrame) -> pd.DataFrame:
                       for seed, r in runs.groupby("seed")}, axis=1)
 
 
+def complete(runs: pd.DataFrame, seeds) -> pd.DataFrame:
+    """The runs of ``seeds`` for the targets whose baseline and 16 sources have every one of them."""
+    runs = runs[runs["seed"].isin(seeds)]
+    full = [t for t, g in runs.groupby("target") if g["seed"].nunique() == len(seeds) and len(g) == 17 * len(seeds)]
+    return runs[runs["target"].isin(full)]
+
+
 def seed_curve(runs: pd.DataFrame) -> pd.DataFrame:
     """One seed vs the rest among k seeds, k = 2..5, averaged over every k-subset of ``SEEDS``, for
-    the targets whose baseline and 16 sources have all of ``SEEDS``."""
-    full = [t for t, g in runs.groupby("target") if set(g["seed"]) >= set(SEEDS) and len(g) == 17 * len(SEEDS)]
-    runs = runs[runs["target"].isin(full) & runs["seed"].isin(SEEDS)]
+    the targets complete in ``SEEDS``."""
+    runs = complete(runs, SEEDS)
+    full = sorted(set(runs["target"]))
     rows = []
     for k in range(2, len(SEEDS) + 1):
         per = [reliability(runs[runs["seed"].isin(subset)], split="one").per_target.set_index("target")
@@ -60,11 +67,10 @@ def seed_curve(runs: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     rows = []
-    for recipe, path in RECIPES.items():
-        runs = pd.read_csv(path)
-        runs = runs[runs["seed"].isin([0, 1])]
-        two = [t for t, g in runs.groupby("target") if g["seed"].nunique() == 2 and len(g) == 34]
-        runs = runs[runs["target"].isin(two)]
+    loaded = {recipe: pd.read_csv(path) for recipe, path in RECIPES.items()}
+    for recipe, all_runs in loaded.items():
+        runs = complete(all_runs, [0, 1])
+        two = sorted(set(runs["target"]))
         rel = reliability(runs, split="one").per_target.set_index("target")
         pcs = effects(runs)
         for t in two:
@@ -80,7 +86,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     table.to_csv(OUT, index=False)
     print(table.to_string(index=False))
-    curve = seed_curve(pd.read_csv(RECIPES["L (250 ex, 5 ep)"]))
+    curve = seed_curve(loaded["L (250 ex, 5 ep)"])
     if len(curve):
         curve.to_csv(SEEDS_OUT, index=False)
         print(curve.pivot(index="target", columns="seeds", values="ndcg_taskweb").to_string())

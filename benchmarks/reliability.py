@@ -13,7 +13,7 @@ own target-only run. TaskWeb released none: "seed" = per-seed baselines reconstr
 (the default), "implied" = its implied_baseline_perf for every seed (t5l/finetune only, for
 comparison); settings without a released PC (t5b/lora, t5l/pfeiffer) have no baseline, so their gold
 is the mean target performance (``gold`` = mean). piqa is left out of TaskWeb's targets, as TaskWeb
-does. With 3 seeds (transfer17) a half is one seed, so "half" repeats "one".
+does. transfer17 has 5 seeds: its halves are every split into two seeds and three.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from taskrank.transfer.runner import Run, TransferSetting
 
 SRC = Path(taskrank.__file__).parent
 
-# The flat setting every committed run key was made from (benchmarks/transfer17/runs.csv's config
-# column, run.sh passes --bf16); test_transfer17 checks the keys of the whole grid.
+# The flat setting of the runner's defaults with bf16, which every run key of the first transfer17 grid
+# was made from (in git history; today's grid is recipe L, checked by test_transfer17).
 FLAT_GRID = {"model": "default", "method": "full", "source_examples": 2000, "source_epochs": 2, "source_lr": 1e-4,
              "target_examples": 1000, "target_epochs": 1, "target_lr": 2e-4, "eval_examples": 500,
              "batch_size": 32, "max_length": 128, "bf16": True}

@@ -51,15 +51,18 @@ def transfer17_runs():
 
 
 def test_transfer17_one_seed_vs_rest_as_measured(transfer17_runs):
+    """The committed grid (recipe L, seeds 0-4) as measured in issue #13: 78.4 on average, every target
+    but tweeteval-stance-climate at 0.6 or more (the first, 3-seed grid: 65.7, Spearman 0.42)."""
     rel = reliability(transfer17_runs, "one", ks=(5,), boot=200)
     mean = rel.summary.set_index("metric")["mean"]
-    assert mean["ndcg_taskweb"] == pytest.approx(0.657, abs=1e-3)
-    assert round(mean["spearman"], 2) == 0.42
+    assert mean["ndcg_taskweb"] == pytest.approx(0.784, abs=1e-3)
+    assert round(mean["spearman"], 2) == 0.67
     per = rel.per_target.set_index("target")["ndcg_taskweb"]
-    measured = {"mr": 0.89, "tweeteval-offensive": 0.95, "sst2": 0.81, "cr": 0.53, "mpqa": 0.48, "rte": 0.50,
-                "subj": 0.49, "tweeteval-hate": 0.43, "wnli": 0.39}
+    measured = {"mr": 0.99, "tweeteval-offensive": 0.96, "sst2": 0.99, "cr": 0.68, "tweeteval-hate": 0.69,
+                "subj": 0.81, "wnli": 0.78, "tweeteval-stance-climate": 0.54}
     assert {t: round(per[t], 2) for t in measured} == measured
-    assert len(per) == 17 and (rel.per_target["n_splits"] == 3).all() and (rel.per_target["n_sources"] == 16).all()
+    assert (per.drop("tweeteval-stance-climate") >= 0.6).all()
+    assert len(per) == 17 and (rel.per_target["n_splits"] == 5).all() and (rel.per_target["n_sources"] == 16).all()
     lo, hi = rel.summary.set_index("metric").loc["ndcg_taskweb", ["boot_lo", "boot_hi"]]
     assert lo < mean["ndcg_taskweb"] < hi
 
@@ -216,7 +219,7 @@ def test_results_table_appends_the_ceiling_row(tmp_path):
     summary = pd.read_csv(tmp_path / "transfer17_summary.csv")
     assert summary["method"].tolist()[:2] == [RANDOM, CEILING["one"]]
     row = summary.set_index("method").loc[CEILING["one"]]
-    assert row["ndcg_taskweb"] == pytest.approx(65.7, abs=0.1) and row["n_targets"] == 17
+    assert row["ndcg_taskweb"] == pytest.approx(78.4, abs=0.1) and row["n_targets"] == 17
     tidy = pd.read_csv(tmp_path / "transfer17_methods.csv")
     assert (tidy["method"] == CEILING["one"]).sum() == 18 * tidy["metric"].nunique()
 

@@ -2,7 +2,7 @@
 # Write runs.csv, matrix.csv and heatmap.png from the journal (safe while a grid is running).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-journal=${JOURNAL:-$HOME/.cache/taskrank/transfer17/journal.sqlite}
+journal=${JOURNAL:-$HOME/.cache/taskrank/transfer17-L/journal.sqlite}
 taskrank transfer export --journal "$journal" --out "$here/runs.csv" --matrix "$here/matrix.csv" --heatmap "$here/heatmap.png"
 # TaskShop's transfer table follows the matrix; it is written beside it, never into an installed
 # package. The copy that ships with taskrank is a source file, updated on purpose (and checked

@@ -6,7 +6,7 @@ scored on validation + test (<= 3,000). With seeds 0 and 1 of the T2 grid done f
 transfer effects at 1,000 target examples are under a point, the size of the seed noise. This
 compares, on the same source models (seeds 0, 1), the low-data target recipe ``L``: 250 examples,
 5 epochs, lr 1e-4 (1,250 example passes instead of 3,000), which makes the source matter more and
-became the grid's recipe (``run_reliable.sh``; its runs are ``reliable/runs.csv``).
+became the grid's recipe (``run.sh``; its runs are ``runs.csv``).
 
 Per recipe and target with both seeds complete: seed 0 vs seed 1 (``taskrank.reliability``, split
 "one", both directions), the spread of source effects (SD over sources of v/b - 1, seeds averaged),
@@ -31,7 +31,7 @@ from taskrank.reliability import reliability
 from taskrank.transfer.matrix import pair_table
 
 HERE = Path(__file__).resolve().parent
-RECIPES = {"T2 (1,000 ex, 3 ep)": HERE / "grid_t2_runs.csv", "L (250 ex, 5 ep)": HERE / "reliable" / "runs.csv"}
+RECIPES = {"T2 (1,000 ex, 3 ep)": HERE / "grid_t2_runs.csv", "L (250 ex, 5 ep)": HERE / "runs.csv"}
 OUT = HERE.parent / "results" / "transfer17_pilot_lowdata.csv"
 SEEDS_OUT = HERE.parent / "results" / "transfer17_pilot_lowdata_seeds.csv"
 SEEDS = (0, 1, 2, 3, 4)

@@ -25,7 +25,8 @@ performance, ESM's Regret the subset's mean baseline. The one-seed ranking of a 
 sources' order by that seed's score (for one seed the score is monotone in v_s).
 
 * taskrank runs (``runs.csv`` of ``taskrank transfer export``): the target-only runs of the same seeds
-  are in the table. transfer17, one seed vs rest: TaskWeb NDCG 65.7, Spearman 0.42.
+  are in the table. transfer17 (recipe L, 5 seeds), one seed vs rest: TaskWeb NDCG 78.4, Spearman 0.67
+  (its first grid, 3 seeds of a 1-epoch target recipe: 65.7, 0.42).
 * TaskWeb's release has no target-only runs (:func:`taskweb_runs` puts baselines in their place):
   ``baseline="seed"`` (default) reconstructs TaskWeb's own per-seed baselines: the 8 b_s that solve
   mean_s(v_s / b_s) − 1 = released PC for all ~21 sources of a target (least squares, residual

@@ -74,8 +74,8 @@ class EsmLogme(Estimator):
     score_only = ("target_examples", "finetuned_dir")
     task_types = TRAINABLE_TYPES
 
-    # the source recipe is taskrank.recipe.SOURCE with bf16 on, as the transfer benchmark ran it (run.sh
-    # passes --bf16), so its models are reused; these are the parameters artefact ids hash
+    # the source recipe is taskrank.recipe.SOURCE with bf16 on, as the first transfer17 grid ran it (the
+    # shipped pool's ESMs were fitted on those models); these are the parameters artefact ids hash
     def __init__(self, model: BaseModel | None = None, source_examples: int = SOURCE.examples,
                  source_epochs: int = SOURCE.epochs, source_lr: float = SOURCE.lr,
                  max_length: int = SOURCE.max_length, bf16: bool = True, esm_epochs: int = 10,

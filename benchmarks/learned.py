@@ -8,7 +8,7 @@ Offline: it reads every method's predictions on a benchmark (``results/<bench>_m
 ``results_table.py`` and ``taskweb22/run.py``) and the benchmark's gold; nothing is run. CPU: a few
 minutes (``--nested`` fits a few thousand small models).
 
-Benchmarks: transfer17 (taskrank's 17-task matrix, 3 seeds) and taskweb22 (TaskWeb's t5l/finetune
+Benchmarks: transfer17 (taskrank's 17-task matrix, 5 seeds) and taskweb22 (TaskWeb's t5l/finetune
 matrix, 20 targets, piqa left out as TaskWeb does).
 
 Configurations: for each member set of ``MEMBER_SETS`` (members present in both benchmarks), the
@@ -356,7 +356,7 @@ def main(argv=None) -> int:
         pd.concat(all_preds, ignore_index=True)[["bench", "protocol", "method", "target", "source", "score"]].to_csv(
             args.out / "learned_predictions.csv", index=False, float_format="%.8g")
 
-    # 3. the shipped models: trained on TaskWeb's gold (8 seeds; ceiling 83.6 against transfer17's 65.7), each
+    # 3. the shipped models: trained on TaskWeb's gold (8 seeds; ceiling 83.6 against transfer17's 78.4), each
     #    member set in its best leave-one-target-out configuration there; one model serves every pool (its
     #    features come from the pool's own transfer table when it ranks)
     if args.train:

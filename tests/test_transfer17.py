@@ -84,5 +84,6 @@ def test_abandoned_t2_grid_keeps_the_runners_keys(shared_tasks):
     still be ones the runner plans for T2, each once."""
     runs = pd.read_csv(BENCH / "grid_t2_runs.csv", keep_default_na=False)
     planned = {r.key for r in plan(load_task_folder(shared_tasks), SEEDS, TransferSetting.flat(**T2_RECIPE))}
+    assert len(planned) == 17 * 17 * 5
     assert runs.key.is_unique and set(runs.key) <= planned and len(runs) == 325
     assert runs.value.between(0, 1).all()
